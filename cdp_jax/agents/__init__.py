@@ -1,0 +1,1 @@
+"""Agents: one backbone per module, each a ``flax.struct.PyTreeNode`` with ``create``, ``update`` and ``act``."""

@@ -1,0 +1,49 @@
+"""What every backbone shares: the swept hyperparameters, optimizers and the EMA rule."""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+
+class HParams(flax.struct.PyTreeNode):
+    """Hyperparameters that vary across a sweep grid; pytree leaves, so a grid is one stacked ``HParams``.
+
+    ``gamma``: the contraction weight (0 gives the plain backbone). ``eta``: the Q-loss weight (RL backbones).
+    """
+
+    gamma: jax.Array | float = 0.0
+    eta: jax.Array | float = 1.0
+
+
+def check_hparams(hp: HParams) -> None:
+    """Raises ValueError for concrete bad values (skipped under tracing, e.g. inside vmap)."""
+    for name in ("gamma", "eta"):
+        value = getattr(hp, name)
+        if isinstance(value, jax.core.Tracer):
+            continue
+        if np.any(np.asarray(value) < 0) or not np.all(np.isfinite(np.asarray(value))):
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+
+def make_optimizer(lr: float, total_steps: int, weight_decay: float = 0.0, cosine: bool = True,
+                   grad_clip: float = 0.0) -> optax.GradientTransformation:
+    """Adam (``weight_decay == 0``) or AdamW with an optional cosine decay over ``total_steps``, as the
+    official code's ``CosineAnnealingLR``."""
+    schedule = optax.cosine_decay_schedule(lr, max(int(total_steps), 1)) if cosine else lr
+    opt = optax.adamw(schedule, weight_decay=weight_decay) if weight_decay else optax.adam(schedule)
+    return optax.chain(optax.clip_by_global_norm(grad_clip), opt) if grad_clip else opt
+
+
+def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
+    """``ema <- rate * ema + (1 - rate) * params`` every ``cfg.ema_every`` steps from ``cfg.ema_start``;
+    before ``ema_start`` the EMA copies the parameters (CleanDiffuser's rule)."""
+    blend = lambda e, p: cfg.ema_rate * e + (1.0 - cfg.ema_rate) * p
+    updated = jax.tree.map(blend, ema, params)
+    do_update = (step % cfg.ema_every) == 0
+    before = step < cfg.ema_start
+    pick = lambda copy, upd, old: jnp.where(before, copy, jnp.where(do_update, upd, old))
+    return jax.tree.map(pick, params, updated, ema)

@@ -1,0 +1,154 @@
+"""A state-conditioned diffusion model of actions: noising, the denoising loss, x0/eps conversions,
+the contraction term and sampling, all for one static configuration.
+
+A :class:`Denoiser` is cheap, static and built from an ``ml_collections`` config inside the functions
+that need it; parameters are always passed explicitly, so everything vmaps over a grid of agents.
+
+Config fields read here (see :func:`default_config`): ``network, hidden, prediction, schedule,
+diffusion_steps, sampler, sampling_steps, temperature, clip`` and the sub-config ``contraction`` with
+``penalty, beta, num_iters, eigen_method, threshold, low_noise_fraction``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from cdp_jax import contraction, samplers
+from cdp_jax.networks import make_denoiser_network
+from cdp_jax.schedules import VPSchedule, make_schedule
+
+PREDICTIONS = ("x0", "eps")
+THRESHOLDS = ("zero", "alpha")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The diffusion-policy defaults of the official CDP RL code (EDP actor)."""
+    return ml_collections.ConfigDict(dict(
+        network="dql", hidden=0, prediction="x0", schedule="cosine", diffusion_steps=50,
+        sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
+        contraction=dict(penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
+                         threshold="zero", low_noise_fraction=0.1),
+    ))
+
+
+def x0_from_eps(x_t, eps, alpha, sigma):
+    """``x0 = (x_t - sigma * eps) / alpha``."""
+    return (x_t - sigma * eps) / alpha
+
+
+def eps_from_x0(x_t, x0, alpha, sigma):
+    """``eps = (x_t - alpha * x0) / sigma``."""
+    return (x_t - alpha * x0) / sigma
+
+
+def validate_config(cfg: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the bad field of a diffusion config."""
+    choices = dict(prediction=PREDICTIONS, sampler=samplers.SAMPLERS, network=("dql", "pearce"),
+                   schedule=("cosine", "linear"))
+    for field, allowed in choices.items():
+        if cfg[field] not in allowed:
+            raise ValueError(f"unknown {field} {cfg[field]!r}; choose one of {allowed}")
+    if not 1 <= cfg.sampling_steps <= cfg.diffusion_steps:
+        raise ValueError(f"sampling_steps={cfg.sampling_steps} must be in [1, diffusion_steps={cfg.diffusion_steps}]")
+    c = cfg.contraction
+    if c.penalty not in contraction.PENALTIES:
+        raise ValueError(f"unknown contraction penalty {c.penalty!r}; choose one of {contraction.PENALTIES}")
+    if c.threshold not in THRESHOLDS:
+        raise ValueError(f"unknown contraction threshold {c.threshold!r}; choose one of {THRESHOLDS}")
+    if c.eigen_method not in contraction.EIGEN_METHODS:
+        raise ValueError(f"unknown eigen_method {c.eigen_method!r}; choose one of {contraction.EIGEN_METHODS}")
+    if not 0.0 < c.low_noise_fraction <= 1.0:
+        raise ValueError(f"contraction.low_noise_fraction must be in (0, 1], got {c.low_noise_fraction}")
+    if c.beta < 0 or c.num_iters < 1:
+        raise ValueError(f"contraction.beta must be >= 0 and num_iters >= 1, got {c.beta}, {c.num_iters}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Denoiser:
+    """A diffusion model of ``act_dim`` actions. Shapes: ``x [B, act_dim]``, ``t [B]`` int, ``obs [B, obs_dim]``."""
+
+    cfg: ml_collections.ConfigDict
+    act_dim: int
+    network: nn.Module
+    schedule: VPSchedule
+
+    @classmethod
+    def from_config(cls, cfg: ml_collections.ConfigDict, act_dim: int) -> "Denoiser":
+        validate_config(cfg)
+        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None),
+                   make_schedule(cfg.schedule, cfg.diffusion_steps))
+
+    def init(self, key: jax.Array, obs_dim: int):
+        return self.network.init(key, jnp.zeros((1, self.act_dim)), jnp.zeros((1,)), jnp.zeros((1, obs_dim)))
+
+    def predict_x0(self, params, x_t, t, obs):
+        """The network's clean-action prediction ``[..., act_dim]`` whatever it was trained to output."""
+        out = self.network.apply(params, x_t, t, obs)
+        if self.cfg.prediction == "x0":
+            return out
+        t = jnp.asarray(t)
+        return x0_from_eps(x_t, out, self.schedule.alpha_at(t)[..., None], self.schedule.sigma_at(t)[..., None])
+
+    def noise(self, key, x0):
+        """Draws ``t ~ U{0..T-1}`` and ``eps``; returns ``(x_t, t, eps)``."""
+        k_t, k_e = jax.random.split(key)
+        t = jax.random.randint(k_t, x0.shape[:-1], 0, self.schedule.num_steps)
+        eps = jax.random.normal(k_e, x0.shape)
+        x_t = self.schedule.alpha_at(t)[..., None] * x0 + self.schedule.sigma_at(t)[..., None] * eps
+        return x_t, t, eps
+
+    def denoising_loss(self, params, x_t, t, eps, x0, obs):
+        """MSE against the network's own target (x0 or eps), averaged over batch and action dims."""
+        out = self.network.apply(params, x_t, t, obs)
+        target = x0 if self.cfg.prediction == "x0" else eps
+        return jnp.mean((out - target) ** 2)
+
+    def sample_penalty(self, params, key, x, t, obs):
+        """Contraction loss of one sample (``x [act_dim]``, ``t`` scalar, ``obs [obs_dim]``) on ``J_sym`` of the
+        x0 prediction with respect to ``x`` (section 2.6 of the digest: this is the code's sign convention)."""
+        c = self.cfg.contraction
+        fn = lambda a: self.predict_x0(params, a[None], t[None], obs[None])[0]
+        threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
+        return contraction.penalty(c.penalty, fn, x, key, beta=c.beta, num_iters=c.num_iters,
+                                   threshold=threshold, method=c.eigen_method)
+
+    def contraction_loss(self, params, key, x0, obs, x_t=None, t=None):
+        """The batch contraction term ``L_c`` (scalar).
+
+        With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
+        fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the
+        denoising loss's ``(x_t, t)`` when given (the official IL recipe).
+        """
+        c = self.cfg.contraction
+        k_sub, k_noise, k_pen = jax.random.split(key, 3)
+        if c.low_noise_fraction < 1.0 or x_t is None:
+            idx, t = contraction.low_noise_subbatch(k_sub, x0.shape[0], self.schedule.num_steps, c.low_noise_fraction)
+            x0, obs = x0[idx], obs[idx]
+            eps = jax.random.normal(k_noise, x0.shape)
+            x_t = self.schedule.alpha_at(t)[:, None] * x0 + self.schedule.sigma_at(t)[:, None] * eps
+        keys = jax.random.split(k_pen, x_t.shape[0])
+        return jnp.mean(jax.vmap(self.sample_penalty, (None, 0, 0, 0, 0))(params, keys, x_t, t, obs))
+
+    def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
+        """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""
+        def one(k, x, tt, o):
+            fn = lambda a: self.predict_x0(params, a[None], tt[None], o[None])[0]
+            if num_iters is None:
+                return jnp.linalg.eigvalsh(contraction.symmetric_jacobian(fn, x))[-1]
+            return contraction.max_eigenvalue(fn, x, k, num_iters)
+        return jax.vmap(one)(jax.random.split(key, x_t.shape[0]), x_t, t, obs)
+
+    def sample(self, params, key, obs, *, num_steps: int | None = None, temperature: float | None = None,
+               method: str | None = None, x_init=None):
+        """Actions ``[B, act_dim]`` for observations ``obs [B, obs_dim]``."""
+        cfg = self.cfg
+        x0_fn = lambda x, t: self.predict_x0(params, x, jnp.full(x.shape[:-1], t), obs)
+        return samplers.sample(
+            x0_fn, self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
+            num_steps=num_steps or cfg.sampling_steps,
+            temperature=cfg.temperature if temperature is None else temperature,
+            clip=cfg.clip if cfg.clip else None, x_init=x_init)

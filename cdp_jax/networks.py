@@ -1,0 +1,83 @@
+"""Denoiser networks (flax.linen). Each maps ``(x_t [..., act_dim], t [...], obs [..., obs_dim])`` to
+``[..., act_dim]``; whether the output is read as x0 or eps is the job of :mod:`cdp_jax.diffusion`.
+
+``t`` is the integer noise-level index ``0..T-1`` (as a float), as the official code feeds it.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NETWORKS = ("dql", "pearce")
+
+
+def mish(x: jax.Array) -> jax.Array:
+    """Mish, ``x * tanh(softplus(x))`` (flax has no ``nn.mish``)."""
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def positional_embedding(t: jax.Array, dim: int, max_positions: int = 10000) -> jax.Array:
+    """EDM-style sinusoidal embedding ``[cos(t w), sin(t w)]``: ``t [...]`` -> ``[..., dim]``."""
+    half = dim // 2
+    freqs = (1.0 / max_positions) ** (jnp.arange(half, dtype=jnp.float32) / half)
+    args = jnp.asarray(t, jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class DQLMlp(nn.Module):
+    """Diffusion-QL / EDP actor: time MLP (emb -> 2 emb -> emb, Mish) and a 3 x ``hidden`` Mish trunk over
+    ``[x_t, t_emb, obs]``."""
+
+    act_dim: int
+    hidden: int = 256
+    emb_dim: int = 64
+
+    @nn.compact
+    def __call__(self, x, t, obs):
+        temb = positional_embedding(t, self.emb_dim)
+        temb = nn.Dense(self.emb_dim)(mish(nn.Dense(2 * self.emb_dim)(temb)))
+        h = jnp.concatenate([x, temb, obs], axis=-1)
+        for _ in range(3):
+            h = mish(nn.Dense(self.hidden)(h))
+        return nn.Dense(self.act_dim)(h)
+
+
+class _FCBlock(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, h):
+        h = nn.Dense(self.features)(h)
+        lead = h.shape[:-1]
+        h = nn.GroupNorm(num_groups=8)(h.reshape(-1, self.features)).reshape(*lead, self.features)
+        return nn.gelu(h)
+
+
+class PearceMlp(nn.Module):
+    """Pearce et al. residual MLP (CleanDiffuser ``PearceMlp``): embeddings of x, t and obs enter the
+    first block; raw ``x`` and ``t`` are re-injected into every block; residuals are scaled by 1/1.414."""
+
+    act_dim: int
+    hidden: int = 512
+    emb_dim: int = 128
+
+    @nn.compact
+    def __call__(self, x, t, obs):
+        temb = positional_embedding(t, self.emb_dim)
+        tcol = jnp.asarray(t, jnp.float32)[..., None] / 1000.0
+        xemb = nn.Dense(self.emb_dim)(x)
+        oemb = nn.Dense(self.emb_dim)(obs)
+        h1 = _FCBlock(self.hidden)(jnp.concatenate([xemb, temb, oemb], -1))
+        h2 = _FCBlock(self.hidden)(jnp.concatenate([h1 / 1.414, x, tcol], -1)) + h1 / 1.414
+        h3 = _FCBlock(self.hidden)(jnp.concatenate([h2 / 1.414, x, tcol], -1)) + h2 / 1.414
+        return nn.Dense(self.act_dim)(jnp.concatenate([h3, x, tcol], -1))
+
+
+def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None) -> nn.Module:
+    """The denoiser network by name (``"dql"`` or ``"pearce"``), with its paper defaults unless ``hidden`` is given."""
+    if name == "dql":
+        return DQLMlp(act_dim, hidden or 256)
+    if name == "pearce":
+        return PearceMlp(act_dim, hidden or 512)
+    raise ValueError(f"unknown denoiser network {name!r}; choose one of {NETWORKS}")
