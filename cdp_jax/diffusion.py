@@ -107,17 +107,9 @@ class Denoiser:
         target = x0 if self.cfg.prediction == "x0" else eps
         return jnp.mean((out - target) ** 2)
 
-    def sample_penalty(self, params, key, x, t, obs):
-        """Contraction loss of one sample (``x [act_dim]``, ``t`` scalar, ``obs [obs_dim]``) on ``J_sym`` of the
-        x0 prediction with respect to ``x`` (section 2.6 of the digest: this is the code's sign convention)."""
-        c = self.cfg.contraction
-        fn = lambda a: self.predict_x0(params, a[None], t[None], obs[None])[0]
-        threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
-        return contraction.penalty(c.penalty, fn, x, key, beta=c.beta, num_iters=c.num_iters,
-                                   threshold=threshold, method=c.eigen_method)
-
     def contraction_loss(self, params, key, x0, obs, x_t=None, t=None):
-        """The batch contraction term ``L_c`` (scalar).
+        """The batch contraction term ``L_c`` (scalar) on ``J_sym`` of the x0 prediction with respect to the
+        noisy action (the official code's sign convention, digest section 2.6).
 
         With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
         fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the
@@ -130,17 +122,17 @@ class Denoiser:
             x0, obs = x0[idx], obs[idx]
             eps = jax.random.normal(k_noise, x0.shape)
             x_t = self.schedule.alpha_at(t)[:, None] * x0 + self.schedule.sigma_at(t)[:, None] * eps
-        keys = jax.random.split(k_pen, x_t.shape[0])
-        return jnp.mean(jax.vmap(self.sample_penalty, (None, 0, 0, 0, 0))(params, keys, x_t, t, obs))
+        threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
+        fn = lambda x: self.predict_x0(params, x, t, obs)
+        return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,
+                                                  threshold=threshold, method=c.eigen_method))
 
     def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
         """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""
-        def one(k, x, tt, o):
-            fn = lambda a: self.predict_x0(params, a[None], tt[None], o[None])[0]
-            if num_iters is None:
-                return jnp.linalg.eigvalsh(contraction.symmetric_jacobian(fn, x))[-1]
-            return contraction.max_eigenvalue(fn, x, k, num_iters)
-        return jax.vmap(one)(jax.random.split(key, x_t.shape[0]), x_t, t, obs)
+        fn = lambda x: self.predict_x0(params, x, t, obs)
+        if num_iters is None:
+            return jnp.linalg.eigvalsh(contraction.batch_symmetric_jacobian(fn, x_t))[:, -1]
+        return contraction.batch_max_eigenvalue(fn, x_t, key, num_iters)
 
     def sample(self, params, key, obs, *, num_steps: int | None = None, temperature: float | None = None,
                method: str | None = None, x_init=None):

@@ -13,8 +13,15 @@ NETWORKS = ("dql", "pearce")
 
 
 def mish(x: jax.Array) -> jax.Array:
-    """Mish, ``x * tanh(softplus(x))`` (flax has no ``nn.mish``)."""
-    return x * jnp.tanh(jax.nn.softplus(x))
+    """Mish, ``x * tanh(softplus(x))`` (flax has no ``nn.mish``), with one ``exp``.
+
+    ``tanh(log(1 + e^x)) = n / (n + 2)`` with ``n = e^x (e^x + 2)``. Written this way the forward, JVP and
+    second-order passes of the contraction loss need one transcendental per element instead of four,
+    which makes the regularized update several times faster on CPU. Above x = 20 mish(x) = x in float32.
+    """
+    e = jnp.exp(jnp.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    return jnp.where(x > 20.0, x, x * n / (n + 2.0))
 
 
 def positional_embedding(t: jax.Array, dim: int, max_positions: int = 10000) -> jax.Array:

@@ -22,7 +22,7 @@ CENTRES = np.array([[-0.6, -0.6], [-0.6, 0.6], [0.6, -0.6], [0.6, 0.6]], np.floa
 
 def default_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(dict(
-        gammas=[0.0, 1.0], num_steps=4000, num_snapshots=5, batch_size=256, num_data=2000, mode_std=0.08,
+        gammas=(0.0, 0.1), num_steps=4000, num_snapshots=5, batch_size=256, num_data=2000, mode_std=0.08,
         num_samples=2000, seed=0, agent=dbc.default_config()))
     a = cfg.agent
     a.lr, a.diffusion.network, a.diffusion.clip = 1e-3, "dql", 1.0

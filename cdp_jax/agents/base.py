@@ -29,6 +29,15 @@ def check_hparams(hp: HParams) -> None:
             raise ValueError(f"{name} must be finite and >= 0, got {value}")
 
 
+def check_batch(batch: dict, config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError when a batch's observation or action width differs from the agent's (at trace time)."""
+    for field, dim in (("observations", config.obs_dim), ("actions", config.act_dim)):
+        if field not in batch:
+            raise ValueError(f"the batch has no {field!r} field; it has {sorted(batch)}")
+        if batch[field].shape[-1] != dim:
+            raise ValueError(f"batch {field} have width {batch[field].shape[-1]} but the agent was created for {dim}")
+
+
 def make_optimizer(lr: float, total_steps: int, weight_decay: float = 0.0, cosine: bool = True,
                    grad_clip: float = 0.0) -> optax.GradientTransformation:
     """Adam (``weight_decay == 0``) or AdamW with an optional cosine decay over ``total_steps``, as the

@@ -11,7 +11,7 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import HParams, check_hparams, ema_update, make_optimizer
+from cdp_jax.agents.base import HParams, check_batch, check_hparams, ema_update, make_optimizer
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -68,6 +68,7 @@ class DBCAgent(flax.struct.PyTreeNode):
     @jax.jit
     def update(self, batch, key):
         """One gradient step; returns ``(new_agent, metrics)``."""
+        check_batch(batch, self.config)
         grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch, key)
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
@@ -78,4 +79,5 @@ class DBCAgent(flax.struct.PyTreeNode):
     @jax.jit
     def act(self, obs, key):
         """Actions ``[B, act_dim]`` from the EMA network for ``obs [B, obs_dim]``."""
+        check_batch({"observations": obs, "actions": jnp.zeros((1, self.config.act_dim))}, self.config)
         return self.denoiser.sample(self.ema_params, key, obs)

@@ -1,0 +1,99 @@
+"""The DBC agent: learning, EMA, vmapping over a grid, and refusing bad configurations."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cdp_jax.agents import dbc
+from cdp_jax.agents.base import HParams
+
+OBS, ACT, B = 3, 2, 64
+
+
+def small_config():
+    cfg = dbc.default_config()
+    cfg.diffusion.network, cfg.diffusion.hidden, cfg.diffusion.sampling_steps = "dql", 64, 10
+    cfg.total_steps = 200
+    return cfg
+
+
+def batch(key):
+    obs = jax.random.normal(key, (B, OBS))
+    return {"observations": obs, "actions": jnp.tanh(obs[:, :ACT])}
+
+
+def test_update_learns_and_tracks_ema():
+    cfg = small_config()
+    cfg.ema_rate = 0.9
+    agent = dbc.DBCAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(0), OBS, ACT)
+    data = batch(jax.random.PRNGKey(1))
+    first = None
+    for i in range(200):
+        agent, m = agent.update(data, jax.random.PRNGKey(i))
+        first = first if first is not None else float(m["bc_loss"])
+    assert float(m["bc_loss"]) < 0.5 * first
+    assert float(m["contraction_loss"]) > 0.0 and int(agent.step) == 200
+    chex.assert_trees_all_equal_shapes(agent.params, agent.ema_params)
+    actions = agent.act(data["observations"], jax.random.PRNGKey(0))
+    chex.assert_shape(actions, (B, ACT))
+    assert float(jnp.mean(jnp.abs(actions - data["actions"]))) < 0.3
+
+
+def test_vmapped_grid_equals_members_run_alone():
+    cfg = small_config()
+    gammas = jnp.array([0.0, 0.5])
+    data = batch(jax.random.PRNGKey(1))
+    create = lambda g: dbc.DBCAgent.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0), OBS, ACT)
+    grid = jax.vmap(create)(gammas)
+    step = jax.jit(jax.vmap(lambda a, k: a.update(data, k), (0, None)))
+    for i in range(3):
+        grid, _ = step(grid, jax.random.PRNGKey(i))
+    for g in range(2):
+        alone = create(gammas[g])
+        for i in range(3):
+            alone, _ = alone.update(data, jax.random.PRNGKey(i))
+        member = jax.tree.map(lambda x: x[g], grid)
+        chex.assert_trees_all_close(member.params, alone.params, atol=1e-5)
+
+
+def test_gamma_zero_has_no_contraction_gradient():
+    cfg = small_config()
+    data = batch(jax.random.PRNGKey(1))
+    a0 = dbc.DBCAgent.create(cfg, HParams(gamma=0.0), jax.random.PRNGKey(0), OBS, ACT)
+    g0 = jax.grad(lambda p: a0.loss(p, data, jax.random.PRNGKey(3))[0])(a0.params)
+    cfg.diffusion.contraction.penalty = "hinge"
+    a1 = dbc.DBCAgent.create(cfg, HParams(gamma=0.0), jax.random.PRNGKey(0), OBS, ACT)
+    g1 = jax.grad(lambda p: a1.loss(p, data, jax.random.PRNGKey(3))[0])(a1.params)
+    chex.assert_trees_all_close(g0, g1)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("diffusion.sampler", "euler", "unknown sampler"),
+    ("diffusion.contraction.penalty", "nuclear", "unknown contraction penalty"),
+    ("diffusion.sampling_steps", 51, "sampling_steps=51"),
+    ("diffusion.prediction", "v", "unknown prediction"),
+    ("diffusion.network", "unet", "unknown network"),
+])
+def test_bad_config_is_refused(field, value, message):
+    cfg = small_config()
+    node, leaf = cfg, field.split(".")
+    for name in leaf[:-1]:
+        node = node[name]
+    node[leaf[-1]] = value
+    with pytest.raises(ValueError, match=message):
+        dbc.DBCAgent.create(cfg, HParams(), jax.random.PRNGKey(0), OBS, ACT)
+
+
+def test_negative_gamma_is_refused():
+    with pytest.raises(ValueError, match="gamma must be finite and >= 0"):
+        dbc.DBCAgent.create(small_config(), HParams(gamma=-0.1), jax.random.PRNGKey(0), OBS, ACT)
+
+
+def test_mismatched_shapes_are_refused():
+    agent = dbc.DBCAgent.create(small_config(), HParams(), jax.random.PRNGKey(0), OBS, ACT)
+    bad = {"observations": jnp.zeros((B, OBS + 1)), "actions": jnp.zeros((B, ACT))}
+    with pytest.raises(ValueError, match="observations have width 4 but the agent was created for 3"):
+        agent.update(bad, jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="actions have width 3"):
+        agent.update({"observations": jnp.zeros((B, OBS)), "actions": jnp.zeros((B, ACT + 1))}, jax.random.PRNGKey(0))
