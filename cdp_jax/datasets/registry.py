@@ -1,0 +1,54 @@
+"""The generators by name, their default dataset ids and step counts."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Generator:
+    name: str
+    dataset_id: str
+    default_steps: int
+    run: Callable[..., str]        # run(dataset_id, num_steps, seed, overwrite, progress) -> folder
+    summary: str
+
+
+def _pointmaze(maze: str) -> Callable[..., str]:
+    def run(dataset_id, num_steps, seed, overwrite, progress):
+        from cdp_jax.datasets import pointmaze
+        return pointmaze.generate(maze, dataset_id, num_steps, seed, overwrite, progress=progress)
+    return run
+
+
+def _toy(dataset_id, num_steps, seed, overwrite, progress):
+    from cdp_jax.datasets import toy
+    return toy.generate(dataset_id, num_steps, seed, overwrite, progress)
+
+
+GENERATORS = {
+    **{f"pointmaze-{maze}": Generator(f"pointmaze-{maze}", f"local/pointmaze/{maze}-v0", 1_000_000, _pointmaze(maze),
+                                      f"D4RL/Minari maze2d recipe on PointMaze {maze} (waypoint planner + PD, noise 0.5)")
+       for maze in ("open", "umaze", "medium", "large")},
+    "toy-reach": Generator("toy-reach", "local/toy/reach-v0", 5_000, _toy, "2-D reaching with bimodal demonstrations"),
+}
+
+
+def default_dataset_id(name: str) -> str:
+    return _lookup(name).dataset_id
+
+
+def _lookup(name: str) -> Generator:
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
+    return GENERATORS[name]
+
+
+def generate(name: str, dataset_id: str | None = None, num_steps: int | None = None, seed: int = 0,
+             overwrite: bool = False, progress: bool = True) -> str:
+    """Generates dataset ``name`` under ``dataset_id`` (default: its ``local/...`` id); returns the folder."""
+    gen = _lookup(name)
+    num_steps = gen.default_steps if num_steps is None else int(num_steps)
+    if num_steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {num_steps}")
+    return gen.run(dataset_id or gen.dataset_id, num_steps, seed, overwrite, progress)
