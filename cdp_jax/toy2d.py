@@ -15,6 +15,7 @@ import numpy as np
 
 from cdp_jax.agents import dbc
 from cdp_jax.agents.base import HParams
+from cdp_jax.evaluation import low_noise_lambda_max
 from cdp_jax.io import atomic_write_text
 
 CENTRES = np.array([[-0.6, -0.6], [-0.6, 0.6], [0.6, -0.6], [0.6, 0.6]], np.float32)
@@ -75,22 +76,6 @@ def train(cfg: ml_collections.ConfigDict):
     return agents, np.stack(snapshots), steps
 
 
-def low_noise_lambda_max(agents, cfg, num_points: int = 512) -> np.ndarray:
-    """Mean exact lambda_max(J_sym) of each member's EMA x0-network at levels t < 0.1 T, ``[G]``."""
-    key = jax.random.PRNGKey(cfg.seed + 2)
-    k_x, k_t, k_e, k_l = jax.random.split(key, 4)
-    x0 = mixture_samples(k_x, num_points, cfg.mode_std)
-    steps = cfg.agent.diffusion.diffusion_steps
-    t = jax.random.randint(k_t, (num_points,), 0, max(1, steps // 10))
-
-    def one(agent):
-        den = agent.denoiser
-        x_t = den.schedule.alpha_at(t)[:, None] * x0 + den.schedule.sigma_at(t)[:, None] * jax.random.normal(k_e, x0.shape)
-        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, jnp.zeros((num_points, 1))).mean()
-
-    return np.asarray(jax.jit(jax.vmap(one))(agents))
-
-
 def plot(path: str, snapshots: np.ndarray, steps, gammas) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -121,7 +106,9 @@ def run(outdir: str, cfg: ml_collections.ConfigDict | None = None) -> dict:
         raise ValueError(f"gammas must be a non-empty list of values >= 0, got {cfg.gammas}")
     os.makedirs(outdir, exist_ok=True)
     agents, snapshots, steps = train(cfg)
-    lam = low_noise_lambda_max(agents, cfg)
+    k_x, k_l = jax.random.split(jax.random.PRNGKey(cfg.seed + 2))
+    points = mixture_samples(k_x, 512, cfg.mode_std)
+    lam = low_noise_lambda_max(agents, jnp.zeros((512, 1)), points, k_l)
     metrics = {}
     for g, gamma in enumerate(cfg.gammas):
         metrics[f"gamma={gamma:g}"] = dict(gamma=float(gamma), lambda_max_low_noise=float(lam[g]),

@@ -1,1 +1,21 @@
 """Agents: one backbone per module, each a ``flax.struct.PyTreeNode`` with ``create``, ``update`` and ``act``."""
+from __future__ import annotations
+
+import ml_collections
+
+from cdp_jax.agents import dbc
+
+AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config)}
+OFFLINE_RL = frozenset()          # agents that need rewards; filled as RL backbones land
+
+
+def agent_class(name: str):
+    """The agent class by name; ValueError names the known ones."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; choose one of {sorted(AGENTS)}")
+    return AGENTS[name][0]
+
+
+def default_agent_config(name: str) -> ml_collections.ConfigDict:
+    agent_class(name)
+    return AGENTS[name][1]()

@@ -1,0 +1,124 @@
+"""Batched gymnasium rollouts of every grid member at once, and the action-consistency metric.
+
+Each environment step is ONE jitted call that samples actions for all members and all their environments
+(vmap over members of ``agent.act``); the environments themselves are a plain list (SyncVectorEnv-like, which is
+faster than AsyncVectorEnv on two cores).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cdp_jax.data.loading import DatasetInfo
+
+
+def flatten_observation(obs, layout) -> np.ndarray:
+    """One environment observation in the loader's flat layout (see :mod:`cdp_jax.data.loading`)."""
+    if isinstance(obs, dict):
+        return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k, _ in layout])
+    return np.asarray(obs, np.float32).reshape(-1)
+
+
+class Normalizer:
+    """Observation standardisation and action rescaling between the environment and the agents' [-1, 1] box."""
+
+    def __init__(self, info: DatasetInfo):
+        self.mean, self.std = info.obs_mean.astype(np.float32), info.obs_std.astype(np.float32)
+        low, high = info.action_low, info.action_high
+        finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+        self.low = low if finite else -np.ones_like(low)
+        self.high = high if finite else np.ones_like(high)
+
+    def obs(self, obs):
+        return (obs - self.mean) / self.std
+
+    def to_agent_action(self, action):
+        return 2.0 * (action - self.low) / (self.high - self.low) - 1.0
+
+    def to_env_action(self, action):
+        return self.low + 0.5 * (np.asarray(action) + 1.0) * (self.high - self.low)
+
+
+def make_policy(act_fn: Callable) -> Callable:
+    """Jits ``act_fn(agent, obs [E, obs_dim], key) -> [E, act_dim]`` over a stacked grid: ``[G, E, ...]``."""
+    return jax.jit(jax.vmap(act_fn, (0, 0, 0)))
+
+
+def evaluate(agents, policy: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
+             num_episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Runs ``num_episodes`` episodes per member, all members in lockstep.
+
+    Args:
+      agents: stacked agents ``[G]``; ``policy`` from :func:`make_policy`.
+      keys: ``[G]`` PRNG keys (one per member, so results do not depend on the grid's composition).
+      seed: environment reset seeds are ``seed + episode`` for every member (paired comparisons).
+    Returns:
+      ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
+      ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
+    """
+    g = keys.shape[0]
+    envs = [[info.make_env() for _ in range(num_episodes)] for _ in range(g)]
+    obs = np.zeros((g, num_episodes, info.obs_dim), np.float32)
+    for m in range(g):
+        for e in range(num_episodes):
+            o, _ = envs[m][e].reset(seed=seed + e)
+            obs[m, e] = flatten_observation(o, info.obs_layout)
+    done = np.zeros((g, num_episodes), bool)
+    returns = np.zeros((g, num_episodes))
+    success = np.zeros((g, num_episodes))
+    reports_success = False
+    t = 0
+    while not done.all():
+        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+        actions = np.asarray(policy(agents, jnp.asarray(normalizer.obs(obs)), step_keys))
+        actions = normalizer.to_env_action(actions)
+        for m in range(g):
+            for e in range(num_episodes):
+                if done[m, e]:
+                    continue
+                o, r, term, trunc, step_info = envs[m][e].step(actions[m, e])
+                obs[m, e] = flatten_observation(o, info.obs_layout)
+                returns[m, e] += float(r)
+                if "success" in step_info:
+                    reports_success = True
+                    success[m, e] = max(success[m, e], float(step_info["success"]))
+                done[m, e] = term or trunc
+        t += 1
+    for row in envs:
+        for env in row:
+            env.close()
+    has_ref = info.ref_min_score is not None and info.ref_max_score is not None
+    score = info.normalized_score(returns).mean(1) if has_ref else np.full(g, np.nan)
+    return {"return": returns.mean(1), "normalized_score": score,
+            "success": success.mean(1) if reports_success else np.full(g, np.nan)}
+
+
+def action_spread(agents, act_fn: Callable, states: jax.Array, key: jax.Array, num_samples: int = 8) -> np.ndarray:
+    """Action consistency: the std of sampled actions across sampler noise at fixed states, averaged over
+    states and action dims: ``[G]``. ``states [S, obs_dim]`` are already normalised."""
+    def one(agent):
+        keys = jax.random.split(key, num_samples)
+        acts = jax.vmap(lambda k: act_fn(agent, states, k))(keys)          # [num_samples, S, act_dim]
+        return jnp.mean(jnp.std(acts, axis=0))
+    return np.asarray(jax.jit(jax.vmap(one))(agents))
+
+
+def low_noise_lambda_max(agents, states: jax.Array, actions: jax.Array, key: jax.Array,
+                         fraction: float = 0.1) -> np.ndarray:
+    """Mean exact ``lambda_max(J_sym)`` of each member's EMA x0-network at levels ``t < fraction * T``, at
+    dataset ``(state, action)`` pairs noised to those levels: ``[G]`` (NaN for non-diffusion agents)."""
+    if not hasattr(agents, "denoiser"):
+        return np.full(jax.tree.leaves(agents)[0].shape[0], np.nan)
+    k_t, k_e, k_l = jax.random.split(key, 3)
+
+    def one(agent):
+        den = agent.denoiser
+        t = jax.random.randint(k_t, (states.shape[0],), 0, max(1, int(den.schedule.num_steps * fraction)))
+        noise = jax.random.normal(k_e, actions.shape)
+        x_t = den.schedule.alpha_at(t)[:, None] * actions + den.schedule.sigma_at(t)[:, None] * noise
+        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, states).mean()
+
+    return np.asarray(jax.jit(jax.vmap(one))(agents))

@@ -1,0 +1,149 @@
+"""Results of a sweep: ``results.csv`` (one row per member per evaluation), ``summary.md`` and plots."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+
+import numpy as np
+from scipy import stats
+
+from cdp_jax.io import atomic_write_text
+
+COLUMNS = ("dataset_id", "agent", "seed", "data_fraction", "gamma", "step", "normalized_score", "return", "success",
+           "action_std", "lambda_max", "diverged", "wall_time")
+GROUP = ("dataset_id", "agent", "data_fraction", "gamma")
+
+
+def write_csv(path: str, rows: list[dict], columns=COLUMNS) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: str) -> list[dict]:
+    """Rows of a results file with numbers parsed; an absent file gives no rows."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("dataset_id", "agent"):
+                row[key] = float(value) if value not in ("", "nan") else math.nan
+    return rows
+
+
+def mean_ci(values) -> tuple[float, float, float, int]:
+    """``(mean, std, half-width of the 95% t-interval, n)`` over finite values."""
+    v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan, 0
+    if len(v) == 1:
+        return float(v[0]), 0.0, math.nan, 1
+    std = float(v.std(ddof=1))
+    return float(v.mean()), std, float(stats.t.ppf(0.975, len(v) - 1) * std / math.sqrt(len(v))), len(v)
+
+
+def final_rows(rows: list[dict]) -> list[dict]:
+    """Each member's row at its last evaluation step."""
+    last = {}
+    for row in rows:
+        key = tuple(row[k] for k in GROUP) + (row["seed"],)
+        if key not in last or row["step"] > last[key]["step"]:
+            last[key] = row
+    return list(last.values())
+
+
+def summarize(rows: list[dict], metric: str = "normalized_score") -> list[dict]:
+    """Per (dataset, agent, fraction, gamma) at the FINAL evaluation: mean, std and 95% CI over seeds."""
+    groups = {}
+    for row in final_rows(rows):
+        groups.setdefault(tuple(row[k] for k in GROUP), []).append(row)
+    out = []
+    for key, members in sorted(groups.items()):
+        mean, std, ci, n = mean_ci([m[metric] for m in members])
+        out.append(dict(zip(GROUP, key), mean=mean, std=std, ci95=ci, seeds=n, step=int(max(m["step"] for m in members)),
+                        diverged=int(sum(m["diverged"] for m in members)),
+                        action_std=mean_ci([m["action_std"] for m in members])[0],
+                        lambda_max=mean_ci([m["lambda_max"] for m in members])[0]))
+    return out
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def summary_markdown(rows: list[dict], metric: str = "normalized_score") -> str:
+    table = summarize(rows, metric)
+    lines = [f"# Sweep summary: {metric} at the final evaluation (not the best), mean ± std over seeds, 95% CI "
+             f"(t-interval)", "",
+             "| dataset | agent | data fraction | γ | step | seeds | mean ± std | 95% CI | action std | λmax (low t) | diverged |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['gamma']:g} | {r['step']} | "
+                     f"{r['seeds']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | ± {_fmt(r['ci95'])} | "
+                     f"{_fmt(r['action_std'], 3)} | {_fmt(r['lambda_max'], 3)} | {r['diverged']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: str) -> None:
+    import matplotlib.pyplot as plt
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") -> list[str]:
+    """Learning curves, score vs data fraction per γ, and γ sensitivity per fraction. Returns the paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    os.makedirs(outdir, exist_ok=True)
+    if not rows:
+        return []
+    fractions = sorted({r["data_fraction"] for r in rows}, reverse=True)
+    gammas = sorted({r["gamma"] for r in rows})
+    paths = []
+
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.2), squeeze=False)
+    for ax, frac in zip(axes[0], fractions):
+        for gamma in gammas:
+            sel = [r for r in rows if r["data_fraction"] == frac and r["gamma"] == gamma]
+            steps = sorted({r["step"] for r in sel})
+            stats_ = [mean_ci([r[metric] for r in sel if r["step"] == s]) for s in steps]
+            mean = np.array([s[0] for s in stats_])
+            ci = np.nan_to_num(np.array([s[2] for s in stats_]))
+            ax.plot(steps, mean, marker="o", label=f"γ={gamma:g}")
+            ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+        ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("gradient step"), ax.set_ylabel(metric)
+    axes[0][0].legend()
+    paths.append(os.path.join(outdir, "learning_curves.png"))
+    _save(fig, paths[-1])
+
+    table = summarize(rows, metric)
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for gamma in gammas:
+        sel = sorted((r for r in table if r["gamma"] == gamma), key=lambda r: r["data_fraction"])
+        ax.errorbar([r["data_fraction"] for r in sel], [r["mean"] for r in sel],
+                    yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o", capsize=3, label=f"γ={gamma:g}")
+    ax.set_xscale("log"), ax.set_xlabel("data fraction"), ax.set_ylabel(f"final {metric}"), ax.legend()
+    paths.append(os.path.join(outdir, "score_vs_fraction.png"))
+    _save(fig, paths[-1])
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    positive = [g for g in gammas if g > 0]
+    for frac in fractions:
+        sel = sorted((r for r in table if r["data_fraction"] == frac), key=lambda r: r["gamma"])
+        xs = [r["gamma"] if r["gamma"] > 0 else (min(positive) / 10 if positive else 1e-3) for r in sel]
+        ax.errorbar(xs, [r["mean"] for r in sel], yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o",
+                    capsize=3, label=f"fraction {frac:g}")
+    ax.set_xscale("log"), ax.set_xlabel("γ (γ = 0 drawn one decade left)"), ax.set_ylabel(f"final {metric}")
+    ax.legend()
+    paths.append(os.path.join(outdir, "gamma_sensitivity.png"))
+    _save(fig, paths[-1])
+    return paths

@@ -1,0 +1,47 @@
+"""Train a grid of seeds x data fractions x gammas as one compiled program.
+
+    python -m experiments.sweep --config=experiments/configs/quickstart.py --workdir=runs/quickstart \
+        [--config.gammas='(0.0, 0.1, 1.0)' --config.seeds=5 ...]
+"""
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "sweep config file")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "where checkpoints, results.csv, summary.md, plots go")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from cdp_jax.sweep import Sweep
+    cfg = _CONFIG.value
+    if cfg.get("distributed", False):
+        import jax
+        jax.distributed.initialize()
+    try:
+        sweep = Sweep(cfg, _WORKDIR.value)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    sweep.run()
+    with open(os.path.join(_WORKDIR.value, "summary.md")) as f:
+        print(f.read())
+    print(f"results: {_WORKDIR.value}/results.csv   plots: {_WORKDIR.value}/plots/")
+
+
+def parse_flags(argv):
+    """absl flag parsing, with a bad config key or value reported in one line instead of a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as err:
+        message = str(err).strip().strip('"').replace("\n", " ")
+        if isinstance(err, (AttributeError, KeyError)):
+            message = f"unknown config key {message}"
+        sys.exit(f"error: bad command line or config override: {message}. The config's keys and their types are "
+                 f"in the --config file and in cdp_jax/sweep.py:base_config")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

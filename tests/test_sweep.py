@@ -1,0 +1,166 @@
+"""experiments.sweep: one vmapped program equals members alone; resume; divergence; CLI; bad input."""
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cdp_jax import results, sweep
+from cdp_jax.checkpoint import SweepCheckpoints
+from cdp_jax.data import load_transitions
+from cdp_jax.datasets import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def minari_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    generate("toy-reach", num_steps=600, progress=False)
+    yield root
+    if old is None:
+        os.environ.pop("MINARI_DATASETS_PATH")
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def tiny_config(**overrides):
+    cfg = sweep.base_config()
+    cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/toy/reach-v0", "toy-reach", 600
+    cfg.agent_config.diffusion = dict(network="dql", hidden=32, diffusion_steps=10, sampling_steps=5)
+    cfg.agent_config.lr = 1e-3
+    cfg.seeds, cfg.data_fractions, cfg.gammas = 2, (1.0, 0.5), (0.0, 0.1)
+    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.batch_size = 40, 20, 2, 32
+    cfg.consistency_states, cfg.consistency_samples = 8, 4
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg
+
+
+def run(cfg, workdir):
+    s = sweep.Sweep(cfg, str(workdir), progress=False)
+    rows = s.run()
+    return s, rows
+
+
+def test_grid_member_equals_member_alone(minari_root, tmp_path):
+    grid, grid_rows = run(tiny_config(), tmp_path / "grid")
+    assert len(grid_rows) == 8 * 2
+    alone, alone_rows = run(tiny_config(seeds=(1,), data_fractions=(0.5,), gammas=(0.1,)), tmp_path / "alone")
+    index = next(i for i, m in enumerate(grid.grid.members) if m == dict(seed=1, data_fraction=0.5, gamma=0.1))
+    member = jax.tree.map(lambda x: x[index], grid.agents)
+    chex.assert_trees_all_close(member.params, jax.tree.map(lambda x: x[0], alone.agents.params), atol=1e-5)
+    final = [r for r in grid_rows if r["seed"] == 1 and r["data_fraction"] == 0.5 and r["gamma"] == 0.1]
+    for a, b in zip(final, alone_rows):
+        np.testing.assert_allclose([a["return"], a["action_std"]], [b["return"], b["action_std"]], rtol=1e-4, atol=1e-5)
+    assert os.path.exists(tmp_path / "grid" / "summary.md")
+    for name in ("learning_curves.png", "score_vs_fraction.png", "gamma_sensitivity.png"):
+        assert os.path.getsize(tmp_path / "grid" / "plots" / name) > 5_000
+
+
+def test_killed_sweep_resumes_to_identical_results(minari_root, tmp_path, monkeypatch):
+    _, reference = run(tiny_config(), tmp_path / "straight")
+    original = SweepCheckpoints.save
+
+    def crash_after_first(self, step, state):
+        original(self, step, state)
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(SweepCheckpoints, "save", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(), tmp_path / "crashed")
+    monkeypatch.setattr(SweepCheckpoints, "save", original)
+    assert [r["step"] for r in results.read_csv(tmp_path / "crashed" / "results.csv")] == [20.0] * 8
+    _, resumed = run(tiny_config(), tmp_path / "crashed")
+    assert len(resumed) == len(reference)
+    for a, b in zip(resumed, reference):
+        for key in ("step", "return", "normalized_score", "action_std", "lambda_max"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    _, restarted = run(tiny_config(resume=False), tmp_path / "crashed")   # resume=False starts over
+    assert len(restarted) == len(reference)
+
+
+def test_nan_member_is_frozen_and_isolated(minari_root):
+    cfg = tiny_config(gammas=(0.0,), seeds=(0, 1), data_fractions=(1.0,))
+    data, info = load_transitions(cfg.dataset_id)
+    grid = sweep.build_grid(cfg, data.size, info.episode_starts)
+    grid = sweep.Grid(grid.members, grid.hp.replace(gamma=jnp.array([0.0, jnp.inf])), grid.seeds, grid.subsets)
+    acfg = sweep.agent_config(cfg)
+    from cdp_jax.agents.dbc import DBCAgent
+    agents = sweep.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
+    initial = jax.tree.map(lambda x: x[1], agents.params)
+    chunk = sweep.make_train_chunk(data, 32, 5)
+    agents, diverged, _ = chunk(agents, jnp.zeros(2, bool), grid.subsets, grid.seeds, 0)
+    np.testing.assert_array_equal(diverged, [False, True])
+    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], agents.params), initial)     # frozen
+    first = lambda tree: jax.tree.map(lambda x: x[:1], tree)
+    alone = sweep.Grid(grid.members[:1], first(grid.hp), grid.seeds[:1], first(grid.subsets))
+    solo = sweep.init_agents(DBCAgent, acfg, alone, info.obs_dim, info.act_dim)
+    solo, solo_div, _ = sweep.make_train_chunk(data, 32, 5)(solo, jnp.zeros(1, bool), alone.subsets, alone.seeds, 0)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], agents.params), jax.tree.map(lambda x: x[0], solo.params),
+                                atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(data_fractions=(1.0, -0.5)), "data_fractions must lie in"),
+    (dict(gammas=()), "gammas is empty"),
+    (dict(agent="ppo"), "unknown agent 'ppo'"),
+    (dict(seeds=0), "seeds must be a positive count"),
+    (dict(num_steps=30), "multiple of eval_every"),
+])
+def test_bad_values_are_refused_before_compute(minari_root, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.Sweep(tiny_config(**overrides), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_bad_workdirs_are_refused(minari_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="not writable"):
+        sweep.Sweep(tiny_config(), str(blocker / "workdir"))
+    sweep.Sweep(tiny_config(), str(tmp_path / "w"))
+    with pytest.raises(ValueError, match="holds a sweep with a different config.*overwrite=True"):
+        sweep.Sweep(tiny_config(num_steps=60), str(tmp_path / "w"))
+    sweep.Sweep(tiny_config(num_steps=60, overwrite=True), str(tmp_path / "w"))
+
+
+def _cli(args, env_extra=None, timeout=600):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
+    workdir = tmp_path / "cli"
+    proc = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={workdir}", "--config.num_steps=20",
+                 "--config.eval_every=20", "--config.eval_episodes=1", "--config.seeds=1", "--config.gammas=(0.5,)",
+                 "--config.data_fractions=(1.0,)", "--config.agent_config.diffusion.hidden=32",
+                 "--config.generate_steps=600", "--config.dataset_id=local/toy/reach-600-v0"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = results.read_csv(workdir / "results.csv")
+    assert [(r["gamma"], r["step"]) for r in rows] == [(0.5, 20.0)]
+    assert "Sweep summary" in proc.stdout
+    bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'x'}", "--config.nonexistent=1"])
+    assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
+    bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'y'}", "--config.gammas=()"])
+    assert bad.returncode != 0 and "gammas is empty" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
+    script = (
+        "import os, sys, jax; sys.path.insert(0, %r); from tests.test_sweep import tiny_config, run; "
+        "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
+        "import numpy as np; np.save(%r, np.array([r['action_std'] for r in rows]))"
+    ) % (ROOT, str(tmp_path / "sharded"), str(tmp_path / "sharded.npy"))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, rows = run(tiny_config(), tmp_path / "single")
+    np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
