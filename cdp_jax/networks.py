@@ -88,3 +88,27 @@ def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None) ->
     if name == "pearce":
         return PearceMlp(act_dim, hidden or 512)
     raise ValueError(f"unknown denoiser network {name!r}; choose one of {NETWORKS}")
+
+
+class QNetwork(nn.Module):
+    """One DQL critic head: Linear -> LayerNorm -> Tanh, then 2 x [Linear -> LayerNorm -> Mish], Linear(1).
+    ``(obs [..., obs_dim], act [..., act_dim]) -> [...]``."""
+
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, obs, act):
+        h = jnp.tanh(nn.LayerNorm()(nn.Dense(self.hidden)(jnp.concatenate([obs, act], -1))))
+        for _ in range(2):
+            h = mish(nn.LayerNorm()(nn.Dense(self.hidden)(h)))
+        return nn.Dense(1)(h)[..., 0]
+
+
+class TwinQ(nn.Module):
+    """Two independent :class:`QNetwork` heads: ``(obs, act) -> (q1, q2)``, each ``[...]``."""
+
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, obs, act):
+        return QNetwork(self.hidden, name="q1")(obs, act), QNetwork(self.hidden, name="q2")(obs, act)

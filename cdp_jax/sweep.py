@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
     (``--config.seeds=5`` or ``--config.seeds='(0, 3, 7)'``)."""
     return ml_collections.ConfigDict(dict(
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
-        seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), num_steps=10_000,
+        seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
         eval_every=2_000, eval_episodes=10, eval_seed=100_000, batch_size=256, normalize_obs=True,
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False))
 
@@ -132,7 +132,7 @@ def build_grid(cfg, num_transitions: int, episode_starts: np.ndarray) -> Grid:
     subsets = make_subsets(num_transitions, [m["data_fraction"] for m in members], [m["seed"] for m in members],
                            cfg.subset_kind, episode_starts)
     hp = HParams(gamma=jnp.asarray([m["gamma"] for m in members], jnp.float32),
-                 eta=jnp.ones(len(members), jnp.float32))
+                 eta=jnp.full(len(members), float(cfg.eta), jnp.float32))
     return Grid(members, hp, jnp.asarray([m["seed"] for m in members], jnp.int32), subsets)
 
 
@@ -214,6 +214,9 @@ class Sweep:
         cfg = self.cfg
         data, info = self._dataset()
         agent_cls = agent_registry.agent_class(cfg.agent)
+        if not info.continuous_actions:
+            raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
+                             f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
         if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
             raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
                              f"rewards; use an imitation agent such as 'dbc'")

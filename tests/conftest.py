@@ -1,5 +1,24 @@
 import os
 
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # CI has no network: fail at once, not after retries
+
+
+@pytest.fixture(scope="session")
+def minari_root(tmp_path_factory):
+    """A private MINARI_DATASETS_PATH holding a 3000-step pointmaze-umaze and a 600-step toy-reach dataset."""
+    from cdp_jax.datasets import generate
+
+    root = tmp_path_factory.mktemp("minari")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    generate("pointmaze-umaze", num_steps=3000, progress=False)
+    generate("toy-reach", num_steps=600, progress=False)
+    yield root
+    if old is None:
+        os.environ.pop("MINARI_DATASETS_PATH")
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = old

@@ -18,20 +18,6 @@ from cdp_jax.datasets.writing import mean_return
 MAZE_ID, TOY_ID = "local/pointmaze/umaze-v0", "local/toy/reach-v0"
 
 
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate("pointmaze-umaze", num_steps=3000, progress=False)
-    generate("toy-reach", num_steps=600, progress=False)
-    yield root
-    if old is None:
-        os.environ.pop("MINARI_DATASETS_PATH")
-    else:
-        os.environ["MINARI_DATASETS_PATH"] = old
-
-
 def test_pointmaze_loads_with_minari_and_exact_steps(minari_root):
     ds = minari.load_dataset(MAZE_ID)
     assert ds.total_steps == 3000

@@ -12,22 +12,8 @@ import pytest
 from cdp_jax import results, sweep
 from cdp_jax.checkpoint import SweepCheckpoints
 from cdp_jax.data import load_transitions
-from cdp_jax.datasets import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minari")
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    generate("toy-reach", num_steps=600, progress=False)
-    yield root
-    if old is None:
-        os.environ.pop("MINARI_DATASETS_PATH")
-    else:
-        os.environ["MINARI_DATASETS_PATH"] = old
 
 
 def tiny_config(**overrides):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from cdp_jax.agents import dbc
+from cdp_jax.agents import dbc, edp
 
-AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config)}
-OFFLINE_RL = frozenset()          # agents that need rewards; filled as RL backbones land
+AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config), "edp": (edp.EDPAgent, edp.default_config)}
+OFFLINE_RL = frozenset({"edp"})   # agents that need rewards
 
 
 def agent_class(name: str):

@@ -65,6 +65,11 @@ class DatasetInfo:
     has_rewards: bool
     reward_tune: str
     eval_env_spec: object                # gymnasium EnvSpec, or None
+    action_space: object = None          # the gymnasium action space
+
+    @property
+    def continuous_actions(self) -> bool:
+        return isinstance(self.action_space, gym.spaces.Box)
 
     def normalized_score(self, returns) -> np.ndarray:
         """``100 * (return - ref_min) / (ref_max - ref_min)``, as D4RL tables report it."""
@@ -188,7 +193,7 @@ def load_transitions(dataset_id: str, *, download: bool = True, reward_tune: str
         total_steps=count, total_episodes=len(starts), episode_starts=np.asarray(starts, np.int64),
         obs_mean=obs_np.mean(0), obs_std=obs_np.std(0) + 1e-3,
         ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
-        has_rewards=bool(np.any(rew_np != 0)), reward_tune=reward_tune, eval_env_spec=eval_spec)
+        has_rewards=bool(np.any(rew_np != 0)), reward_tune=reward_tune, eval_env_spec=eval_spec, action_space=space)
     data = Transitions(observations=jnp.asarray(obs_np), actions=jnp.asarray(act_np), rewards=jnp.asarray(rewards),
                        next_observations=jnp.asarray(cat(next_obs)), terminals=jnp.asarray(cat(term)),
                        truncations=jnp.asarray(cat(trunc)), episode_ends=jnp.asarray(ends_np))

@@ -1,0 +1,106 @@
+"""EDP / CDP-RL against hand-computed values, and its refusals."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cdp_jax.agents import edp
+from cdp_jax.agents.base import HParams
+
+OBS, ACT, B = 3, 2, 32
+
+
+def test_critic_target_single_sample_and_max_over_samples():
+    r = jnp.array([1.0, 0.5])
+    done = jnp.array([0.0, 1.0])
+    q1 = jnp.array([[2.0], [7.0]])
+    q2 = jnp.array([[3.0], [1.0]])
+    # row 0: 1 + 0.9 * min(2, 3) = 2.8; row 1 terminal: 0.5
+    np.testing.assert_allclose(edp.critic_target(r, done, q1, q2, 0.9), [2.8, 0.5], rtol=1e-6)
+    q1 = jnp.array([[2.0, 5.0, 1.0], [0.0, 0.0, 0.0]])
+    q2 = jnp.array([[4.0, 3.0, 6.0], [0.0, 0.0, 0.0]])
+    # max over samples first: max Q1' = 5, max Q2' = 6, min = 5 -> 1 + 0.9 * 5 = 5.5
+    np.testing.assert_allclose(edp.critic_target(r, jnp.zeros(2), q1, q2, 0.9), [5.5, 0.5], rtol=1e-6)
+
+
+def test_normalized_q_loss_and_its_gradient():
+    q1 = jnp.array([1.0, 3.0])
+    q2 = jnp.array([-2.0, 4.0])
+    np.testing.assert_allclose(edp.normalized_q_loss(q1, q2, False), -2.0 / 3.0, rtol=1e-6)
+    np.testing.assert_allclose(edp.normalized_q_loss(q1, q2, True), -1.0 / 2.0, rtol=1e-6)
+    # the |Q| denominator is held fixed: d/dq1 of -mean(q1)/mean|q2| is -1/(2 * 3)
+    np.testing.assert_allclose(jax.grad(lambda a: edp.normalized_q_loss(a, q2, False))(q1), [-1 / 6, -1 / 6], rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda b: edp.normalized_q_loss(q1, b, False))(q2), [0.0, 0.0])
+
+
+def test_candidate_selection_follows_softmax_of_q():
+    cands = jnp.array([[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]])
+    q = jnp.array([[0.0, jnp.log(2.0), jnp.log(7.0)]])           # softmax = (1, 2, 7) / 10
+    picks = jax.vmap(lambda k: edp.select_candidates(k, cands, q, 1.0))(jax.random.split(jax.random.PRNGKey(0), 20000))
+    freq = np.bincount(np.asarray(picks[:, 0, 0]).astype(int), minlength=3) / 20000
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.7], atol=0.015)
+    greedy = edp.select_candidates(jax.random.PRNGKey(1), cands, q, 1e4)
+    np.testing.assert_array_equal(greedy, [[2.0, 2.0]])
+
+
+def small_config():
+    cfg = edp.default_config()
+    cfg.diffusion.hidden, cfg.diffusion.sampling_steps, cfg.critic_hidden = 32, 5, 32
+    cfg.num_candidates, cfg.ema_start, cfg.total_steps = 8, 0, 100
+    return cfg
+
+
+def batch(key):
+    obs = jax.random.normal(key, (B, OBS))
+    act = jnp.tanh(obs[:, :ACT])
+    return {"observations": obs, "actions": act, "rewards": -jnp.sum((act - 0.5) ** 2, -1),
+            "next_observations": obs, "terminals": jnp.zeros(B)}
+
+
+def test_update_runs_learns_the_critic_and_acts():
+    agent = edp.EDPAgent.create(small_config(), HParams(gamma=0.1, eta=1.0), jax.random.PRNGKey(0), OBS, ACT)
+    data = batch(jax.random.PRNGKey(1))
+    first = None
+    for i in range(100):
+        agent, m = agent.update(data, jax.random.PRNGKey(i))
+        first = first if first is not None else float(m["critic_loss"])
+    assert np.isfinite(float(m["loss"])) and float(m["contraction_loss"]) > 0
+    assert float(m["critic_loss"]) < first
+    act = agent.act(data["observations"], jax.random.PRNGKey(0))
+    chex.assert_shape(act, (B, ACT))
+    assert float(jnp.abs(act).max()) <= 1.0
+
+
+def test_grid_of_edp_agents_vmaps():
+    cfg = small_config()
+    create = lambda g: edp.EDPAgent.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0), OBS, ACT)
+    grid = jax.vmap(create)(jnp.array([0.0, 0.1]))
+    grid, m = jax.jit(jax.vmap(lambda a, k: a.update(batch(jax.random.PRNGKey(1)), k), (0, None)))(grid, jax.random.PRNGKey(0))
+    chex.assert_shape(m["loss"], (2,))
+    alone, _ = create(0.1).update(batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(0))
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], grid.actor_params), alone.actor_params, atol=1e-5)
+
+
+def test_rl_agent_refuses_reward_free_and_discrete_datasets(minari_root, tmp_path):
+    import gymnasium as gym
+    import minari
+    from cdp_jax import sweep
+    from cdp_jax.datasets.writing import episode_buffer
+
+    def cfg(dataset_id):
+        c = sweep.base_config()
+        c.dataset_id, c.agent, c.seeds, c.num_steps, c.eval_every = dataset_id, "edp", 1, 10, 10
+        return c
+
+    env = gym.make("CartPole-v1")
+    obs = np.zeros((6, 4), np.float32)
+    minari.create_dataset_from_buffers("local/test/cartpole-v0", [episode_buffer(obs, np.zeros(5, np.int64), np.ones(5),
+                                       np.zeros(5), np.ones(5))], env=env)
+    with pytest.raises(ValueError, match="needs a continuous \\(Box\\) action space"):
+        sweep.Sweep(cfg("local/test/cartpole-v0"), str(tmp_path / "a")).run()
+    mountain = gym.make("MountainCarContinuous-v0")
+    minari.create_dataset_from_buffers("local/test/mcc-v0", [episode_buffer(np.zeros((6, 2), np.float32), np.zeros((5, 1)),
+                                       np.zeros(5), np.zeros(5), np.ones(5))], env=mountain)
+    with pytest.raises(ValueError, match="offline-RL agent but dataset .* has no rewards"):
+        sweep.Sweep(cfg("local/test/mcc-v0"), str(tmp_path / "b")).run()
