@@ -4,5 +4,6 @@
 #   pip install -e . "jax[cuda12]==0.10.2" && bash benchmarks/gpu_check.sh
 set -euo pipefail
 python -c "import jax; print('devices:', jax.devices())"
-timeout 120 python -m benchmarks.contraction_cost --steps 500
+timeout 100 python -m benchmarks.contraction_cost --steps 500
+timeout 100 python -m benchmarks.contraction_cost --agent edp --steps 200
 timeout 150 python -m benchmarks.sweep_throughput --grids 1,4,16,64 --steps 500

@@ -30,7 +30,8 @@ class SweepCheckpoints:
 
     def restore(self, step: int, like):
         """Restores ``step`` into the structure, shapes and shardings of ``like``."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        abstract = jax.tree.map(lambda x: x if isinstance(x, jax.ShapeDtypeStruct) else ocp.utils.to_shape_dtype_struct(x),
+                                like)
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # noqa: BLE001 - any orbax failure has the same fix

@@ -34,6 +34,7 @@ from cdp_jax.data.subsets import SUBSET_KINDS
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.io import atomic_write_text
+from cdp_jax.policy import write_policy_meta
 
 REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
 
@@ -76,6 +77,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for g in cfg.gammas:
         if not float(g) >= 0.0 or not math.isfinite(float(g)):
             raise ValueError(f"gammas must be finite and >= 0, got {g}")
+    if cfg.agent not in agent_registry.DIFFUSION and any(float(g) > 0 for g in cfg.gammas):
+        raise ValueError(f"agent {cfg.agent!r} has no diffusion model, so gammas must be (0.0,)")
     for name in ("num_steps", "eval_every", "eval_episodes", "batch_size"):
         if int(cfg[name]) < 1:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
@@ -229,6 +232,9 @@ class Sweep:
         data = data.replace(actions=jnp.asarray(norm.to_agent_action(np.asarray(data.actions)), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
         acfg = agent_config(cfg)
+        write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
+                          obs_dim=info.obs_dim, act_dim=info.act_dim, obs_mean=norm.mean, obs_std=norm.std,
+                          action_low=norm.low, action_high=norm.high, dataset_id=cfg.dataset_id)
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 

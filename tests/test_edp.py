@@ -104,3 +104,37 @@ def test_rl_agent_refuses_reward_free_and_discrete_datasets(minari_root, tmp_pat
                                        np.zeros(5), np.zeros(5), np.ones(5))], env=mountain)
     with pytest.raises(ValueError, match="offline-RL agent but dataset .* has no rewards"):
         sweep.Sweep(cfg("local/test/mcc-v0"), str(tmp_path / "b")).run()
+
+
+def test_dql_differentiates_through_the_chain_and_bc_fits_a_gaussian():
+    from cdp_jax.agents import bc, dql
+    cfg = dql.default_config()
+    cfg.diffusion.hidden, cfg.critic_hidden, cfg.num_candidates, cfg.total_steps = 32, 32, 8, 50
+    agent = dql.DQLAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(0), OBS, ACT)
+    data = batch(jax.random.PRNGKey(1))
+    g = jax.grad(lambda p: edp.normalized_q_loss(*agent.q(agent.critic_params, data["observations"],
+                                                           agent.policy_action(p, data["observations"], None,
+                                                                               jax.random.PRNGKey(2))), False))(agent.actor_params)
+    assert float(optax_global_norm(g)) > 0
+    for i in range(20):
+        agent, m = agent.update(data, jax.random.PRNGKey(i))
+    assert np.isfinite(float(m["loss"]))
+    chex.assert_shape(agent.act(data["observations"], jax.random.PRNGKey(0)), (B, ACT))
+
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(512, OBS)), jnp.float32)
+    actions = jnp.tanh(0.3 + 0.2 * jnp.asarray(rng.normal(size=(512, ACT)), jnp.float32))
+    cfg = bc.default_config()
+    cfg.lr, cfg.total_steps = 3e-3, 400
+    agent = bc.BCAgent.create(cfg, HParams(), jax.random.PRNGKey(0), OBS, ACT)
+    for i in range(400):
+        agent, m = agent.update({"observations": obs, "actions": actions}, jax.random.PRNGKey(i))
+    mode = agent.act(obs, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(np.asarray(mode).mean(0), np.tanh(0.3), atol=0.05)   # median of the tanh-Gaussian
+    with pytest.raises(ValueError, match="no diffusion model, so gamma must be 0"):
+        bc.BCAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(0), OBS, ACT)
+
+
+def optax_global_norm(tree):
+    import optax
+    return optax.global_norm(tree)

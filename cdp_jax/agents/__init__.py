@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from cdp_jax.agents import dbc, edp
+from cdp_jax.agents import bc, dbc, dql, edp
 
-AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config), "edp": (edp.EDPAgent, edp.default_config)}
-OFFLINE_RL = frozenset({"edp"})   # agents that need rewards
+AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config), "edp": (edp.EDPAgent, edp.default_config),
+          "dql": (dql.DQLAgent, dql.default_config), "bc": (bc.BCAgent, bc.default_config)}
+DIFFUSION = frozenset({"dbc", "edp", "dql"})  # agents on which gamma > 0 means something
+OFFLINE_RL = frozenset({"edp", "dql"})   # agents that need rewards
 
 
 def agent_class(name: str):

@@ -105,15 +105,19 @@ class EDPAgent(flax.struct.PyTreeNode):
         loss = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
         return loss, dict(critic_loss=loss, q_mean=q1.mean(), target_mean=target.mean())
 
+    def policy_action(self, params, obs, act, key):
+        """The action the Q term differentiates through: EDP's one-step approximation
+        ``x_theta(alpha_t a + sigma_t eps, t, s)`` at a random level, clipped to the action box."""
+        x_a, t_a, _ = self.denoiser.noise(key, act)
+        return jnp.clip(self.denoiser.predict_x0(params, x_a, t_a, obs), -1.0, 1.0)
+
     def actor_loss(self, params, critic_params, batch, key):
         den = self.denoiser
         k_bc, k_approx, k_swap, k_c = jax.random.split(key, 4)
         obs, act = batch["observations"], batch["actions"]
         x_t, t, eps = den.noise(k_bc, act)
         bc = den.denoising_loss(params, x_t, t, eps, act, obs)
-        x_a, t_a, _ = den.noise(k_approx, act)
-        a0_hat = jnp.clip(den.predict_x0(params, x_a, t_a, obs), -1.0, 1.0)
-        q1, q2 = self.q(critic_params, obs, a0_hat)
+        q1, q2 = self.q(critic_params, obs, self.policy_action(params, obs, act, k_approx))
         q_term = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
         lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs),
                           lambda: jnp.zeros(()))

@@ -1,0 +1,82 @@
+"""Gaussian behaviour cloning, the BC baseline of Table 1: a tanh-squashed diagonal Gaussian (distrax) fitted by
+maximum likelihood; evaluation takes its mode ``tanh(mean)``. It has no diffusion, so gamma must be 0."""
+from __future__ import annotations
+
+import distrax
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from cdp_jax.agents.base import HParams, check_batch, check_hparams, make_optimizer
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(agent="bc", lr=3e-4, hidden=256, total_steps=100_000, cosine_lr=True))
+
+
+class GaussianPolicy(nn.Module):
+    """``obs [..., obs_dim] -> (mean, log_std)``, each ``[..., act_dim]``."""
+
+    act_dim: int
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, obs):
+        h = obs
+        for _ in range(3):
+            h = nn.relu(nn.Dense(self.hidden)(h))
+        mean = nn.Dense(self.act_dim)(h)
+        log_std = jnp.clip(nn.Dense(self.act_dim)(h), LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std
+
+
+def tanh_gaussian(mean, log_std) -> distrax.Distribution:
+    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1))
+
+
+class BCAgent(flax.struct.PyTreeNode):
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array
+    hp: HParams
+    config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
+        check_hparams(hp)
+        if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
+            raise ValueError("agent 'bc' has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
+        config = ml_collections.FrozenConfigDict(config)
+        params = GaussianPolicy(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
+        tx = make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)
+        return cls(params, tx.init(params), jnp.zeros((), jnp.int32), hp, config)
+
+    def loss(self, params, batch):
+        mean, log_std = GaussianPolicy(self.config.act_dim, self.config.hidden).apply(params, batch["observations"])
+        actions = jnp.clip(batch["actions"], -1 + 1e-5, 1 - 1e-5)
+        nll = -tanh_gaussian(mean, log_std).log_prob(actions).mean()
+        return nll, dict(loss=nll, mse=jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2))
+
+    @jax.jit
+    def update(self, batch, key):
+        del key
+        check_batch(batch, self.config)
+        grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch)
+        tx = make_optimizer(self.config.lr, self.config.total_steps, 0.0, self.config.cosine_lr)
+        updates, opt_state = tx.update(grads, self.opt_state, self.params)
+        return self.replace(params=optax.apply_updates(self.params, updates), opt_state=opt_state,
+                            step=self.step + 1), metrics
+
+    @jax.jit
+    def act(self, obs, key):
+        """The mode ``tanh(mean)``, ``[B, act_dim]``."""
+        del key
+        mean, _ = GaussianPolicy(self.config.act_dim, self.config.hidden).apply(self.params, obs)
+        return jnp.tanh(mean)

@@ -1,0 +1,111 @@
+"""Load any trained grid member of a sweep as a frozen, standalone policy; export it with ``jax.export``.
+
+    policy = load_policy("runs/quickstart", seed=0, data_fraction=1.0, gamma=0.1)   # or member=3
+    actions = policy.act(obs, key)            # raw observations [B, obs_dim] -> environment actions [B, act_dim]
+    policy.export("policy.cdpx")              # run anywhere with cdp_jax.exported.load_exported
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cdp_jax import agents as agent_registry
+from cdp_jax.agents.base import HParams
+from cdp_jax.checkpoint import SweepCheckpoints
+from cdp_jax.exported import write_exported
+
+META = "policy_meta.json"
+
+
+def write_policy_meta(workdir: str, *, agent: str, agent_config: dict, members: list, obs_dim: int, act_dim: int,
+                      obs_mean, obs_std, action_low, action_high, dataset_id: str) -> None:
+    from cdp_jax.io import atomic_write_text
+    meta = dict(agent=agent, agent_config=agent_config, members=members, obs_dim=obs_dim, act_dim=act_dim,
+                obs_mean=np.asarray(obs_mean).tolist(), obs_std=np.asarray(obs_std).tolist(),
+                action_low=np.asarray(action_low).tolist(), action_high=np.asarray(action_high).tolist(),
+                dataset_id=dataset_id)
+    atomic_write_text(os.path.join(workdir, META), json.dumps(meta))
+
+
+class Policy:
+    """A frozen grid member: ``act(obs [B, obs_dim], key) -> [B, act_dim]`` in environment units (jitted)."""
+
+    def __init__(self, agent, meta: dict, member: dict, step: int):
+        self.agent, self.meta, self.member, self.step = agent, meta, member, step
+        self.obs_mean = jnp.asarray(meta["obs_mean"], jnp.float32)
+        self.obs_std = jnp.asarray(meta["obs_std"], jnp.float32)
+        low, high = np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32)
+        finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+        self.low = jnp.asarray(low if finite else -np.ones_like(low))
+        self.high = jnp.asarray(high if finite else np.ones_like(high))
+        self._act = jax.jit(self._forward)
+
+    def _forward(self, agent, obs, key):
+        action = agent.act((obs - self.obs_mean) / self.obs_std, key)
+        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+
+    def act(self, obs, key) -> jax.Array:
+        obs = jnp.asarray(obs, jnp.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.meta["obs_dim"]:
+            raise ValueError(f"observations must have shape [B, {self.meta['obs_dim']}], got {obs.shape}")
+        return self._act(self.agent, obs, key)
+
+    def export(self, path: str, batch_size: int | None = None) -> str:
+        """Serialises the inference function with ``jax.export`` (parameters baked in). With ``batch_size=None``
+        the batch dimension is symbolic. The file runs with :func:`cdp_jax.exported.load_exported`."""
+        obs_dim = self.meta["obs_dim"]
+        batch = jax.export.symbolic_shape("b")[0] if batch_size is None else int(batch_size)
+        fn = jax.jit(lambda obs, key: self._forward(self.agent, obs, key))      # key: raw uint32[2]
+        exported = jax.export.export(fn)(jax.ShapeDtypeStruct((batch, obs_dim), jnp.float32),
+                                         jax.ShapeDtypeStruct((2,), jnp.uint32))
+        header = dict(obs_dim=obs_dim, act_dim=self.meta["act_dim"], member=self.member, step=self.step,
+                      agent=self.meta["agent"], dataset_id=self.meta["dataset_id"], batch_size=batch_size)
+        write_exported(path, exported.serialize(), header)
+        return path
+
+
+def _select(members: list, member, **selector) -> int:
+    if member is not None:
+        if not 0 <= int(member) < len(members):
+            raise ValueError(f"member {member} is out of range: the grid has {len(members)} members")
+        return int(member)
+    given = {k: v for k, v in selector.items() if v is not None}
+    hits = [i for i, m in enumerate(members) if all(np.isclose(m[k], v) for k, v in given.items())]
+    if len(hits) != 1:
+        listing = ", ".join(f"{i}: {m}" for i, m in enumerate(members))
+        raise ValueError(f"selector {given} matches {len(hits)} members, not exactly one; the grid is [{listing}]")
+    return hits[0]
+
+
+def load_grid(workdir: str, step: int | None = None):
+    """``(stacked agents [G], meta, step)`` of a sweep's latest finished checkpoint (or ``step``)."""
+    meta_path = os.path.join(workdir, META)
+    ckpt = SweepCheckpoints(workdir)
+    latest = ckpt.latest_step()
+    if not os.path.exists(meta_path) or latest is None:
+        raise ValueError(f"{workdir!r} holds no finished sweep checkpoint; run experiments.sweep there first")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    cls = agent_registry.agent_class(meta["agent"])
+    cfg = ml_collections.ConfigDict(meta["agent_config"])
+    n = len(meta["members"])
+    like = jax.eval_shape(lambda: {"agents": jax.vmap(lambda g: cls.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0),
+                                                                          meta["obs_dim"], meta["act_dim"]))(jnp.zeros(n)),
+                                   "diverged": jnp.zeros(n, bool)})
+    state = ckpt.restore(step or latest, like)
+    ckpt.close()
+    return state["agents"], meta, int(step or latest)
+
+
+def load_policy(workdir: str, member: int | None = None, *, seed: int | None = None,
+                data_fraction: float | None = None, gamma: float | None = None, step: int | None = None) -> Policy:
+    """The grid member ``member`` (an index), or the one matching ``seed``/``data_fraction``/``gamma``, at the
+    latest finished checkpoint (or ``step``)."""
+    agents, meta, step = load_grid(workdir, step)
+    index = _select(meta["members"], member, seed=seed, data_fraction=data_fraction, gamma=gamma)
+    return Policy(jax.tree.map(lambda x: x[index], agents), meta, meta["members"][index], step)

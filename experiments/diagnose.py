@@ -1,0 +1,28 @@
+"""Measure how contractive every grid member's sampler is.  python -m experiments.diagnose --workdir DIR [--states N]"""
+import sys
+
+from absl import app, flags, logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "a finished sweep's workdir", required=True)
+_STATES = flags.DEFINE_integer("states", 64, "number of dataset states to measure at")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from cdp_jax.diagnostics import diagnose_sweep
+    try:
+        rows = diagnose_sweep(_WORKDIR.value, _STATES.value)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    summary = {}
+    for r in rows:
+        if r["metric"] != "lambda_max":
+            summary.setdefault((r["data_fraction"], r["gamma"], r["metric"]), []).append(r["value"])
+    for (frac, gamma, metric), values in sorted(summary.items()):
+        print(f"fraction {frac:g}  gamma {gamma:g}  {metric:28s} {sum(values) / len(values):.4f}")
+    print(f"wrote {_WORKDIR.value}/diagnostics.csv and {_WORKDIR.value}/plots/diagnostics_*.png")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,71 @@
+"""Frozen grid members: load_policy round trip, jax.export round trip in a fresh process, bad input."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cdp_jax import evaluation
+from cdp_jax.data import load_transitions
+from cdp_jax.policy import load_policy
+from tests.test_sweep import run, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(minari_root, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("policy") / "sweep"
+    s, _ = run(tiny_config(), workdir)
+    return s, str(workdir)
+
+
+def test_load_policy_reproduces_the_sweep_evaluation_actions(trained):
+    s, workdir = trained
+    data, info = load_transitions("local/toy/reach-v0")
+    norm = evaluation.Normalizer(info)
+    obs = np.asarray(data.observations[:7])
+    key = jax.random.PRNGKey(3)
+    index = next(i for i, m in enumerate(s.grid.members) if m == dict(seed=1, data_fraction=0.5, gamma=0.1))
+    member = jax.tree.map(lambda x: x[index], s.agents)
+    expected = norm.to_env_action(np.asarray(member.act(jnp.asarray(norm.obs(obs)), key)))
+    policy = load_policy(workdir, seed=1, data_fraction=0.5, gamma=0.1)
+    np.testing.assert_allclose(policy.act(obs, key), expected, atol=1e-6)
+    np.testing.assert_allclose(load_policy(workdir, member=index).act(obs, key), expected, atol=1e-6)
+
+
+def test_exported_policy_runs_in_a_fresh_process_without_training_code(trained, tmp_path):
+    _, workdir = trained
+    policy = load_policy(workdir, member=2)
+    path = policy.export(str(tmp_path / "policy.cdpx"))
+    obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    np.save(tmp_path / "obs.npy", obs)
+    script = (
+        "import sys, numpy as np; from cdp_jax.exported import load_exported; "
+        f"act = load_exported({path!r}); out = act(np.load({str(tmp_path / 'obs.npy')!r}), seed=11); "
+        f"np.save({str(tmp_path / 'out.npy')!r}, out); "
+        "bad = [m for m in sys.modules if m.startswith('cdp_jax') and m not in ('cdp_jax', 'cdp_jax.exported')]; "
+        "assert not bad and 'flax' not in sys.modules and 'optax' not in sys.modules, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), policy.act(obs, jax.random.PRNGKey(11)), atol=1e-6)
+
+
+def test_bad_input(trained, tmp_path):
+    _, workdir = trained
+    with pytest.raises(ValueError, match="no finished sweep checkpoint"):
+        load_policy(str(tmp_path))
+    with pytest.raises(ValueError, match="matches 4 members, not exactly one"):
+        load_policy(workdir, gamma=0.1)
+    with pytest.raises(ValueError, match="matches 0 members"):
+        load_policy(workdir, seed=9)
+    from cdp_jax.exported import ExportError, load_exported
+    path = load_policy(workdir, member=0).export(str(tmp_path / "p.cdpx"))
+    blob = open(path, "rb").read().replace(b'"format_version": 1', b'"format_version": 7')
+    open(path, "wb").write(blob)
+    with pytest.raises(ExportError, match="incompatible cdp_jax export format"):
+        load_exported(path)
