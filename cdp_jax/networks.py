@@ -112,3 +112,16 @@ class TwinQ(nn.Module):
     @nn.compact
     def __call__(self, obs, act):
         return QNetwork(self.hidden, name="q1")(obs, act), QNetwork(self.hidden, name="q2")(obs, act)
+
+
+class ValueNetwork(nn.Module):
+    """State value ``obs [..., obs_dim] -> [...]``: 3 x [Linear -> LayerNorm -> Mish], Linear(1)."""
+
+    hidden: int = 256
+
+    @nn.compact
+    def __call__(self, obs):
+        h = obs
+        for _ in range(3):
+            h = mish(nn.LayerNorm()(nn.Dense(self.hidden)(h)))
+        return nn.Dense(1)(h)[..., 0]

@@ -183,11 +183,48 @@ def auto_grid_chunk(agents_one_member_bytes: int, batch_size: int, grid_size: in
     return max(1, min(grid_size, int(0.5 * limit // per_member)))
 
 
-def _shard(tree, mesh):
-    if mesh is None:
+@dataclasses.dataclass(frozen=True)
+class GridLayout:
+    """How ``size`` members map onto equal compiled groups of ``chunk`` members and onto devices.
+
+    The member axis is padded (by repeating the last member) to ``num_groups * chunk`` with ``chunk`` a multiple of
+    the device count, so every group has one shape (one compile) and shards evenly over a 1-D ``grid`` mesh.
+    """
+
+    size: int
+    chunk: int
+    num_groups: int
+    mesh: object
+
+    @classmethod
+    def plan(cls, size: int, chunk: int) -> "GridLayout":
+        n_dev = jax.device_count()
+        chunk = -(-min(max(int(chunk), 1), size) // n_dev) * n_dev
+        mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,)) if n_dev > 1 else None
+        return cls(size, chunk, -(-size // chunk), mesh)
+
+    @property
+    def padded(self) -> int:
+        return self.num_groups * self.chunk
+
+    def pad(self, tree):
+        extra = self.padded - self.size
+        if extra:
+            tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
+        if self.mesh is not None:
+            tree = jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
         return tree
-    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("grid"))
-    return jax.device_put(tree, spec)
+
+    def unpad(self, tree):
+        return tree if self.padded == self.size else jax.tree.map(lambda x: x[:self.size], tree)
+
+    def group(self, tree, k: int):
+        if self.num_groups == 1:
+            return tree
+        return jax.tree.map(lambda x: x[k * self.chunk:(k + 1) * self.chunk], tree)
+
+    def join(self, parts: list):
+        return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
 
 class Sweep:
@@ -238,14 +275,9 @@ class Sweep:
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 
-        n_dev = jax.device_count()
-        mesh = None
-        if n_dev > 1 and grid.size % n_dev == 0:
-            mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,))
-        agents, diverged, subsets, seeds = (_shard(x, mesh) for x in (agents, diverged, grid.subsets, grid.seeds))
-        member_bytes = sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size
-        chunk = cfg.grid_chunk or auto_grid_chunk(member_bytes, cfg.batch_size, grid.size)
-        groups = [np.arange(i, min(i + chunk, grid.size)) for i in range(0, grid.size, chunk)]
+        layout = GridLayout.plan(grid.size, cfg.grid_chunk or auto_grid_chunk(
+            sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
+        agents, diverged, subsets, seeds = (layout.pad(x) for x in (agents, diverged, grid.subsets, grid.seeds))
 
         ckpt = SweepCheckpoints(self.workdir)
         state = {"agents": agents, "diverged": diverged}
@@ -253,7 +285,7 @@ class Sweep:
         rows = []
         latest = ckpt.latest_step()
         if latest is not None and not self.fresh:
-            state = ckpt.restore(latest, state)
+            state = layout.pad(ckpt.restore(latest, layout.unpad(state)))
             start = latest
             rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
@@ -269,30 +301,28 @@ class Sweep:
         t0 = time.time()
         for step in range(start, cfg.num_steps, cfg.eval_every):
             agents, diverged = state["agents"], state["diverged"]
-            new_parts, div_parts, metric_parts = [], [], []
-            for g in groups:
-                take = (lambda x: x) if len(groups) == 1 else (lambda x, g=g: jax.tree.map(lambda y: y[g], x))
-                a, d, m = train_chunk(take(agents), take(diverged), take(subsets), take(seeds), step)
-                new_parts.append(a), div_parts.append(d), metric_parts.append(m)
-            cat = lambda parts: parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
-            agents, diverged, metrics = cat(new_parts), cat(div_parts), cat(metric_parts)
+            parts = [train_chunk(*(layout.group(x, k) for x in (agents, diverged, subsets, seeds)), step)
+                     for k in range(layout.num_groups)]
+            agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
             done = step + cfg.eval_every
-            rows += self._evaluate(agents, diverged, policy, info, norm, grid, done, probe_obs, probe_act, time.time() - t0)
-            metrics = jax.device_get(metrics)
+            real_agents, real_diverged = layout.unpad(agents), layout.unpad(diverged)
+            rows += self._evaluate(real_agents, real_diverged, policy, info, norm, grid, done, probe_obs, probe_act,
+                                   time.time() - t0)
+            metrics = jax.device_get(layout.unpad(metrics))
             train_metrics += [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
                               for i, m in enumerate(grid.members)]
             state = {"agents": agents, "diverged": diverged}
             results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
             results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
                               ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
-            ckpt.save(done, state)
+            ckpt.save(done, layout.unpad(state))
             bar.update(cfg.eval_every)
             scores = [r["normalized_score"] for r in rows[-grid.size:]]
             bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
         bar.close()
         ckpt.close()
         self.finish(rows)
-        self.agents, self.grid, self.info = state["agents"], grid, info
+        self.agents, self.grid, self.info = layout.unpad(state["agents"]), grid, info
         return rows
 
     def _evaluate(self, agents, diverged, policy, info, norm, grid, step, probe_obs, probe_act, wall):

@@ -138,3 +138,19 @@ def test_dql_differentiates_through_the_chain_and_bc_fits_a_gaussian():
 def optax_global_norm(tree):
     import optax
     return optax.global_norm(tree)
+
+
+def test_idql_expectile_and_weights_by_hand():
+    from cdp_jax.agents import idql
+    diff = jnp.array([1.0, -2.0])
+    np.testing.assert_allclose(idql.expectile_loss(diff, 0.7), (0.7 * 1.0 + 0.3 * 4.0) / 2, rtol=1e-6)
+    w = idql.implicit_weights(jnp.array([[1.0, 3.0]]), jnp.array([2.0]), 0.7)
+    np.testing.assert_allclose(w, [[0.3, 0.7]], rtol=1e-6)
+    cfg = idql.default_config()
+    cfg.diffusion.hidden, cfg.critic_hidden, cfg.num_candidates = 32, 32, 8
+    agent = idql.IDQLAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(0), OBS, ACT)
+    data = batch(jax.random.PRNGKey(1))
+    for i in range(30):
+        agent, m = agent.update(data, jax.random.PRNGKey(i))
+    assert np.isfinite(float(m["loss"])) and float(m["contraction_loss"]) > 0
+    chex.assert_shape(agent.act(data["observations"], jax.random.PRNGKey(0)), (B, ACT))

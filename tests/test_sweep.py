@@ -150,3 +150,10 @@ def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     _, rows = run(tiny_config(), tmp_path / "single")
     np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
+
+
+def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_path):
+    _, whole = run(tiny_config(), tmp_path / "whole")
+    _, chunked = run(tiny_config(grid_chunk=3), tmp_path / "chunked")     # 8 members -> 3 groups of 3 (1 padded)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose([a["return"], a["action_std"]], [b["return"], b["action_std"]], rtol=1e-5, atol=1e-6)

@@ -1,7 +1,8 @@
 """Offline RL on the generated PointMaze: EDP (gamma = 0) against CDP (gamma = 0.1), the paper's RL recipe
 (x0 DQL actor, twin LayerNorm critic, 15-step DPM-Solver++, contraction on t < 0.1 T, 100 evaluation candidates).
 
-Other RL backbones: ``--config.agent=...`` once they land (their agent_config keys differ).
+Other backbones on the same data: ``--config.agent=dql|idql`` (CDP-DQL / CDP-IDQL with gamma > 0) and
+``--config.agent=bc --config.gammas='(0.0,)'``.
 """
 from cdp_jax.sweep import base_config
 
@@ -10,7 +11,6 @@ def get_config():
     cfg = base_config()
     cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/pointmaze/umaze-v0", "pointmaze-umaze", 1_000_000
     cfg.agent, cfg.eta = "edp", 1.0
-    cfg.agent_config.weight_temperature = 10.0
     cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.05), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 20_000, 5_000, 10
     return cfg
