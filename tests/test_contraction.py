@@ -156,7 +156,7 @@ def test_low_noise_subbatch_shapes_and_levels():
     idx, t = C.low_noise_subbatch(jax.random.PRNGKey(0), 256, 50, 0.1)
     chex.assert_shape([idx, t], (26,))
     assert int(t.max()) <= 4 and int(t.min()) >= 0 and int(idx.max()) < 256
-    assert len(np.unique(np.asarray(idx))) == 26
+    assert len(np.unique(np.asarray(idx))) > 20            # drawn with replacement from 256
 
 
 def test_bad_input_names_the_problem():
