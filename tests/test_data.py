@@ -1,6 +1,5 @@
 """The Minari data layer on datasets the project generates itself."""
 import json
-import os
 
 import chex
 import jax

@@ -56,3 +56,36 @@ def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
     before = step < cfg.ema_start
     pick = lambda copy, upd, old: jnp.where(before, copy, jnp.where(do_update, upd, old))
     return jax.tree.map(pick, params, updated, ema)
+
+
+def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> ml_collections.FrozenConfigDict:
+    """An agent's static config: a hashable copy with ``obs_dim`` and ``act_dim`` recorded."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
+    return ml_collections.FrozenConfigDict(config)
+
+
+class DiffusionPolicy:
+    """What every diffusion backbone shares; mixed into agents whose config has a ``diffusion`` section and that
+    hold ``hp`` and ``ema_params``."""
+
+    @property
+    def denoiser(self):
+        from cdp_jax.diffusion import Denoiser
+        return Denoiser.from_config(self.config.diffusion, self.config.act_dim)
+
+    def regularized_bc_loss(self, params, obs, act, key):
+        """``(bc, L_c)``: the denoising loss at random levels and the contraction term (skipped when gamma = 0)."""
+        den = self.denoiser
+        k_noise, k_c = jax.random.split(key)
+        x_t, t, eps = den.noise(k_noise, act)
+        bc = den.denoising_loss(params, x_t, t, eps, act, obs)
+        lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs, x_t, t),
+                          lambda: jnp.zeros(()))
+        return bc, lc
+
+    def candidates(self, obs, key, num: int, temperature: float | None = None):
+        """``num`` EMA-policy actions per state: ``(obs repeated [B*num, o], candidates [B, num, d])``."""
+        rep = jnp.repeat(obs, num, axis=0)
+        cands = self.denoiser.sample(self.ema_params, key, rep, temperature=temperature)
+        return rep, cands.reshape(obs.shape[0], num, -1)

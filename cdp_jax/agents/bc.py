@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, make_optimizer
+from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -51,9 +51,7 @@ class BCAgent(flax.struct.PyTreeNode):
         check_hparams(hp)
         if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
             raise ValueError("agent 'bc' has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
-        config = ml_collections.FrozenConfigDict(config)
+        config = freeze_config(config, obs_dim, act_dim)
         params = GaussianPolicy(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
         tx = make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)
         return cls(params, tx.init(params), jnp.zeros((), jnp.int32), hp, config)

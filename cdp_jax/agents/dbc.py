@@ -11,7 +11,8 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, ema_update, make_optimizer
+from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+                                 make_optimizer)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -25,7 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
     return cfg
 
 
-class DBCAgent(flax.struct.PyTreeNode):
+class DBCAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     """Arrays: ``params``, ``opt_state``, ``ema_params`` (network pytrees), ``step`` (int32 scalar), ``hp``."""
 
     params: dict
@@ -35,10 +36,6 @@ class DBCAgent(flax.struct.PyTreeNode):
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
-    @property
-    def denoiser(self) -> diffusion.Denoiser:
-        return diffusion.Denoiser.from_config(self.config.diffusion, self.config.act_dim)
-
     @staticmethod
     def optimizer(config) -> optax.GradientTransformation:
         return make_optimizer(config.lr, config.total_steps, config.weight_decay, config.cosine_lr, config.grad_clip)
@@ -46,9 +43,7 @@ class DBCAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, config: ml_collections.ConfigDict, hp: HParams, key: jax.Array, obs_dim: int, act_dim: int):
         check_hparams(hp)
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
-        config = ml_collections.FrozenConfigDict(config)
+        config = freeze_config(config, obs_dim, act_dim)
         denoiser = diffusion.Denoiser.from_config(config.diffusion, act_dim)
         params = denoiser.init(key, obs_dim)
         opt_state = cls.optimizer(config).init(params)
@@ -56,13 +51,7 @@ class DBCAgent(flax.struct.PyTreeNode):
 
     def loss(self, params, batch, key):
         """``(loss, metrics)`` for ``batch = {"observations": [B, obs], "actions": [B, act]}``."""
-        den = self.denoiser
-        k_noise, k_c = jax.random.split(key)
-        obs, act = batch["observations"], batch["actions"]
-        x_t, t, eps = den.noise(k_noise, act)
-        bc = den.denoising_loss(params, x_t, t, eps, act, obs)
-        lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs, x_t, t),
-                          lambda: jnp.zeros(()))
+        bc, lc = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
         return bc + self.hp.gamma * lc, dict(loss=bc + self.hp.gamma * lc, bc_loss=bc, contraction_loss=lc)
 
     @jax.jit

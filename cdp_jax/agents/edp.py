@@ -19,7 +19,8 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, ema_update, make_optimizer
+from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+                                 make_optimizer)
 from cdp_jax.networks import TwinQ
 
 
@@ -51,7 +52,7 @@ def select_candidates(key, candidates, q, temperature):
     return jnp.take_along_axis(candidates, choice[:, None, None], axis=1)[:, 0]
 
 
-class EDPAgent(flax.struct.PyTreeNode):
+class EDPAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     actor_params: dict
     actor_opt: optax.OptState
     actor_ema: dict
@@ -61,10 +62,6 @@ class EDPAgent(flax.struct.PyTreeNode):
     step: jax.Array
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
-
-    @property
-    def denoiser(self) -> diffusion.Denoiser:
-        return diffusion.Denoiser.from_config(self.config.diffusion, self.config.act_dim)
 
     @property
     def ema_params(self):
@@ -79,9 +76,7 @@ class EDPAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
         check_hparams(hp)
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
-        config = ml_collections.FrozenConfigDict(config)
+        config = freeze_config(config, obs_dim, act_dim)
         k_actor, k_critic = jax.random.split(key)
         actor = diffusion.Denoiser.from_config(config.diffusion, act_dim).init(k_actor, obs_dim)
         critic = TwinQ(config.critic_hidden).init(k_critic, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
@@ -112,15 +107,11 @@ class EDPAgent(flax.struct.PyTreeNode):
         return jnp.clip(self.denoiser.predict_x0(params, x_a, t_a, obs), -1.0, 1.0)
 
     def actor_loss(self, params, critic_params, batch, key):
-        den = self.denoiser
-        k_bc, k_approx, k_swap, k_c = jax.random.split(key, 4)
+        k_bc, k_approx, k_swap = jax.random.split(key, 3)
         obs, act = batch["observations"], batch["actions"]
-        x_t, t, eps = den.noise(k_bc, act)
-        bc = den.denoising_loss(params, x_t, t, eps, act, obs)
+        bc, lc = self.regularized_bc_loss(params, obs, act, k_bc)
         q1, q2 = self.q(critic_params, obs, self.policy_action(params, obs, act, k_approx))
         q_term = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
-        lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs),
-                          lambda: jnp.zeros(()))
         loss = bc + self.hp.eta * q_term + self.hp.gamma * lc
         return loss, dict(actor_loss=loss, bc_loss=bc, q_loss=q_term, contraction_loss=lc)
 
@@ -150,10 +141,7 @@ class EDPAgent(flax.struct.PyTreeNode):
         """Evaluation actions ``[B, act_dim]``: candidates from the EMA actor, one drawn by softmax(Q * temperature)."""
         cfg = self.config
         check_batch({"observations": obs, "actions": jnp.zeros((1, cfg.act_dim))}, cfg)
-        b, n = obs.shape[0], cfg.num_candidates
         k_sample, k_pick = jax.random.split(key)
-        rep = jnp.repeat(obs, n, axis=0)
-        cands = self.denoiser.sample(self.actor_ema, k_sample, rep, temperature=cfg.candidate_temperature)
-        q1, q2 = self.q(self.critic_target, rep, cands)
-        q = jnp.minimum(q1, q2).reshape(b, n)
-        return select_candidates(k_pick, cands.reshape(b, n, -1), q, cfg.weight_temperature)
+        rep, cands = self.candidates(obs, k_sample, cfg.num_candidates, cfg.candidate_temperature)
+        q = jnp.minimum(*self.q(self.critic_target, rep, cands.reshape(rep.shape[0], -1)))
+        return select_candidates(k_pick, cands, q.reshape(cands.shape[:2]), cfg.weight_temperature)

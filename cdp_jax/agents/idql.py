@@ -12,7 +12,8 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, ema_update, make_optimizer
+from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+                                 make_optimizer)
 from cdp_jax.networks import TwinQ, ValueNetwork
 
 
@@ -37,7 +38,7 @@ def implicit_weights(q, v, tau):
     return jnp.abs(tau - (q < v[:, None]).astype(q.dtype))
 
 
-class IDQLAgent(flax.struct.PyTreeNode):
+class IDQLAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     actor_params: dict
     actor_opt: optax.OptState
     actor_ema: dict
@@ -51,10 +52,6 @@ class IDQLAgent(flax.struct.PyTreeNode):
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
     @property
-    def denoiser(self) -> diffusion.Denoiser:
-        return diffusion.Denoiser.from_config(self.config.diffusion, self.config.act_dim)
-
-    @property
     def ema_params(self):
         return self.actor_ema
 
@@ -66,9 +63,7 @@ class IDQLAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
         check_hparams(hp)
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
-        config = ml_collections.FrozenConfigDict(config)
+        config = freeze_config(config, obs_dim, act_dim)
         k_a, k_q, k_v = jax.random.split(key, 3)
         actor = diffusion.Denoiser.from_config(config.diffusion, act_dim).init(k_a, obs_dim)
         critic = TwinQ(config.critic_hidden).init(k_q, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
@@ -96,13 +91,7 @@ class IDQLAgent(flax.struct.PyTreeNode):
         return loss, dict(critic_loss=loss, q_mean=q1.mean())
 
     def actor_loss(self, params, batch, key):
-        den = self.denoiser
-        k_noise, k_c = jax.random.split(key)
-        obs, act = batch["observations"], batch["actions"]
-        x_t, t, eps = den.noise(k_noise, act)
-        bc = den.denoising_loss(params, x_t, t, eps, act, obs)
-        lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs, x_t, t),
-                          lambda: jnp.zeros(()))
+        bc, lc = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
         return bc + self.hp.gamma * lc, dict(actor_loss=bc + self.hp.gamma * lc, bc_loss=bc, contraction_loss=lc)
 
     @jax.jit
@@ -134,11 +123,9 @@ class IDQLAgent(flax.struct.PyTreeNode):
         """Resamples one of ``num_candidates`` behaviour-policy actions by the implicit-policy weights."""
         cfg = self.config
         check_batch({"observations": obs, "actions": jnp.zeros((1, cfg.act_dim))}, cfg)
-        b, n = obs.shape[0], cfg.num_candidates
         k_sample, k_pick = jax.random.split(key)
-        rep = jnp.repeat(obs, n, axis=0)
-        cands = self.denoiser.sample(self.actor_ema, k_sample, rep).reshape(b, n, -1)
-        q = jnp.minimum(*self.q(self.critic_target, rep, cands.reshape(b * n, -1))).reshape(b, n)
+        rep, cands = self.candidates(obs, k_sample, cfg.num_candidates)
+        q = jnp.minimum(*self.q(self.critic_target, rep, cands.reshape(rep.shape[0], -1))).reshape(cands.shape[:2])
         weights = implicit_weights(q, self.v(self.value_params, obs), cfg.expectile)
         choice = jax.random.categorical(k_pick, jnp.log(weights), axis=-1)
         return jnp.take_along_axis(cands, choice[:, None, None], axis=1)[:, 0]
