@@ -157,3 +157,15 @@ def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_pa
     _, chunked = run(tiny_config(grid_chunk=3), tmp_path / "chunked")     # 8 members -> 3 groups of 3 (1 padded)
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose([a["return"], a["action_std"]], [b["return"], b["action_std"]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path,task,dataset_id,eta,temperature", [
+    ("d4rl_mujoco", "hopper-expert", "mujoco/hopper/expert-v0", 1.0, 8.0),
+    ("d4rl_kitchen", "partial", "D4RL/kitchen/partial-v2", 0.005, 5.0),
+    ("d4rl_antmaze", "large-play", "D4RL/antmaze/large-play-v1", 4.5, 5.0),
+])
+def test_paper_configs_carry_per_task_settings(path, task, dataset_id, eta, temperature):
+    import importlib
+    cfg = importlib.import_module(f"experiments.configs.{path}").get_config(task)
+    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (dataset_id, "edp", eta, temperature)
+    sweep.validate(cfg)
