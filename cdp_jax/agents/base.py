@@ -67,7 +67,12 @@ def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int)
 
 class DiffusionPolicy:
     """What every diffusion backbone shares; mixed into agents whose config has a ``diffusion`` section and that
-    hold ``hp`` and ``ema_params``."""
+    hold ``hp`` and the EMA actor parameters ``actor_ema``."""
+
+    @property
+    def ema_params(self):
+        """The EMA actor parameters that sampling and evaluation use."""
+        return self.actor_ema
 
     @property
     def denoiser(self):

@@ -27,11 +27,11 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class DBCAgent(DiffusionPolicy, flax.struct.PyTreeNode):
-    """Arrays: ``params``, ``opt_state``, ``ema_params`` (network pytrees), ``step`` (int32 scalar), ``hp``."""
+    """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``hp``."""
 
     params: dict
     opt_state: optax.OptState
-    ema_params: dict
+    actor_ema: dict
     step: jax.Array
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
@@ -62,8 +62,8 @@ class DBCAgent(DiffusionPolicy, flax.struct.PyTreeNode):
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
         step = self.step + 1
-        ema = ema_update(self.ema_params, params, step, self.config)
-        return self.replace(params=params, opt_state=opt_state, ema_params=ema, step=step), metrics
+        ema = ema_update(self.actor_ema, params, step, self.config)
+        return self.replace(params=params, opt_state=opt_state, actor_ema=ema, step=step), metrics
 
     @jax.jit
     def act(self, obs, key):

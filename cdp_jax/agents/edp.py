@@ -63,10 +63,6 @@ class EDPAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
-    @property
-    def ema_params(self):
-        return self.actor_ema
-
     @staticmethod
     def optimizers(cfg):
         actor = make_optimizer(cfg.actor_lr, cfg.total_steps, cfg.weight_decay, cfg.cosine_lr, cfg.grad_clip)

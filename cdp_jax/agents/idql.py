@@ -51,10 +51,6 @@ class IDQLAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
-    @property
-    def ema_params(self):
-        return self.actor_ema
-
     @staticmethod
     def optimizers(cfg):
         return (make_optimizer(cfg.actor_lr, cfg.total_steps, cfg.weight_decay, cfg.cosine_lr, cfg.grad_clip),
