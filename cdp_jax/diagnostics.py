@@ -36,7 +36,7 @@ def lambda_max_curve(denoiser, params, key, states, actions, levels) -> jax.Arra
     def at(t):
         tt = jnp.full(states.shape[0], t)
         noise = jax.random.normal(jax.random.fold_in(key, t), actions.shape)
-        x_t = denoiser.schedule.alpha_at(tt)[:, None] * actions + denoiser.schedule.sigma_at(tt)[:, None] * noise
+        x_t = denoiser.q_sample(actions, tt, noise)
         return denoiser.max_eigenvalue(params, key, x_t, tt, states).mean()
     return jax.lax.map(at, jnp.asarray(levels))
 

@@ -93,13 +93,16 @@ class Denoiser:
         t = jnp.asarray(t)
         return x0_from_eps(x_t, out, self.schedule.alpha_at(t)[..., None], self.schedule.sigma_at(t)[..., None])
 
+    def q_sample(self, x0, t, eps):
+        """Forward noising ``x_t = alpha_t x0 + sigma_t eps`` at integer levels ``t`` (shape ``x0.shape[:-1]``)."""
+        return self.schedule.alpha_at(t)[..., None] * x0 + self.schedule.sigma_at(t)[..., None] * eps
+
     def noise(self, key, x0):
         """Draws ``t ~ U{0..T-1}`` and ``eps``; returns ``(x_t, t, eps)``."""
         k_t, k_e = jax.random.split(key)
         t = jax.random.randint(k_t, x0.shape[:-1], 0, self.schedule.num_steps)
         eps = jax.random.normal(k_e, x0.shape)
-        x_t = self.schedule.alpha_at(t)[..., None] * x0 + self.schedule.sigma_at(t)[..., None] * eps
-        return x_t, t, eps
+        return self.q_sample(x0, t, eps), t, eps
 
     def denoising_loss(self, params, x_t, t, eps, x0, obs):
         """MSE against the network's own target (x0 or eps), averaged over batch and action dims."""
@@ -121,7 +124,7 @@ class Denoiser:
             idx, t = contraction.low_noise_subbatch(k_sub, x0.shape[0], self.schedule.num_steps, c.low_noise_fraction)
             x0, obs = x0[idx], obs[idx]
             eps = jax.random.normal(k_noise, x0.shape)
-            x_t = self.schedule.alpha_at(t)[:, None] * x0 + self.schedule.sigma_at(t)[:, None] * eps
+            x_t = self.q_sample(x0, t, eps)
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
         fn = lambda x: self.predict_x0(params, x, t, obs)
         return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,

@@ -6,6 +6,7 @@ faster than AsyncVectorEnv on two cores).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -96,14 +97,31 @@ def evaluate(agents, policy: Callable, info: DatasetInfo, normalizer: Normalizer
             "success": success.mean(1) if reports_success else np.full(g, np.nan)}
 
 
-def action_spread(agents, act_fn: Callable, states: jax.Array, key: jax.Array, num_samples: int = 8) -> np.ndarray:
-    """Action consistency: the std of sampled actions across sampler noise at fixed states, averaged over
-    states and action dims: ``[G]``. ``states [S, obs_dim]`` are already normalised."""
+@functools.partial(jax.jit, static_argnames="num_samples")
+def _action_spread(agents, states, key, num_samples):
     def one(agent):
-        keys = jax.random.split(key, num_samples)
-        acts = jax.vmap(lambda k: act_fn(agent, states, k))(keys)          # [num_samples, S, act_dim]
+        acts = jax.vmap(lambda k: agent.act(states, k))(jax.random.split(key, num_samples))   # [K, S, act_dim]
         return jnp.mean(jnp.std(acts, axis=0))
-    return np.asarray(jax.jit(jax.vmap(one))(agents))
+    return jax.vmap(one)(agents)
+
+
+def action_spread(agents, states: jax.Array, key: jax.Array, num_samples: int = 8) -> np.ndarray:
+    """Action consistency: the std of sampled actions (``agent.act``) across sampler noise at fixed states, averaged
+    over states and action dims: ``[G]``. ``states [S, obs_dim]`` are already normalised. Compiled once per grid."""
+    return np.asarray(_action_spread(agents, states, key, num_samples))
+
+
+@functools.partial(jax.jit, static_argnames="fraction")
+def _low_noise_lambda_max(agents, states, actions, key, fraction):
+    k_t, k_e, k_l = jax.random.split(key, 3)
+
+    def one(agent):
+        den = agent.denoiser
+        t = jax.random.randint(k_t, (states.shape[0],), 0, max(1, int(den.schedule.num_steps * fraction)))
+        x_t = den.q_sample(actions, t, jax.random.normal(k_e, actions.shape))
+        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, states).mean()
+
+    return jax.vmap(one)(agents)
 
 
 def low_noise_lambda_max(agents, states: jax.Array, actions: jax.Array, key: jax.Array,
@@ -112,13 +130,4 @@ def low_noise_lambda_max(agents, states: jax.Array, actions: jax.Array, key: jax
     dataset ``(state, action)`` pairs noised to those levels: ``[G]`` (NaN for non-diffusion agents)."""
     if not hasattr(agents, "denoiser"):
         return np.full(jax.tree.leaves(agents)[0].shape[0], np.nan)
-    k_t, k_e, k_l = jax.random.split(key, 3)
-
-    def one(agent):
-        den = agent.denoiser
-        t = jax.random.randint(k_t, (states.shape[0],), 0, max(1, int(den.schedule.num_steps * fraction)))
-        noise = jax.random.normal(k_e, actions.shape)
-        x_t = den.schedule.alpha_at(t)[:, None] * actions + den.schedule.sigma_at(t)[:, None] * noise
-        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, states).mean()
-
-    return np.asarray(jax.jit(jax.vmap(one))(agents))
+    return np.asarray(_low_noise_lambda_max(agents, states, actions, key, float(fraction)))

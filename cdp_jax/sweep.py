@@ -238,8 +238,10 @@ class Sweep:
         if self.fresh:
             for name in ("checkpoints", "results.csv", "train_metrics.csv"):
                 path = os.path.join(workdir, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else (
-                    os.remove(path) if os.path.exists(path) else None)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
 
     def _dataset(self):
         cfg = self.cfg
@@ -330,7 +332,7 @@ class Sweep:
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(grid.seeds)
         scores = evaluation.evaluate(agents, policy, info, norm, keys, cfg.eval_episodes, cfg.eval_seed)
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
-        spread = evaluation.action_spread(agents, lambda a, o, k: a.act(o, k), probe_obs, key, cfg.consistency_samples)
+        spread = evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples)
         lam = evaluation.low_noise_lambda_max(agents, probe_obs, probe_act, key)
         div = np.asarray(diverged)
         return [dict(dataset_id=cfg.dataset_id, agent=cfg.agent, seed=m["seed"], data_fraction=m["data_fraction"],
