@@ -44,11 +44,32 @@ def test_dpm_solver_at_50_steps_matches_mean_and_std_within_2_percent():
 
 
 def test_ddim_at_50_steps_matches_mean_and_std():
-    # DDIM is first order; the cosine schedule's last levels are coarse (sigma 0.076, 0.044, 0.0064, 0), which
-    # costs it 2.5% of the std here (measured). The mean is exact.
+    # DDIM is first order; on the T = 50 cosine grid its variance deficit is 2.5% of the std for any data std
+    # >= 0.5 (measured), so 50 steps meet 3%, not 2%. The next test shows that this is discretisation error.
     out, ref = draw("ddim", 50)
     np.testing.assert_allclose(out.std(0), ref.std(0), rtol=0.03)
     assert np.all(np.abs(out.mean(0) - ref.mean(0)) <= 0.02 * S), (out.mean(0), ref.mean(0))
+
+
+def test_ddim_error_is_first_order_in_the_grid():
+    """Doubling T (and the steps) halves DDIM's std error; at T = K = 100 it is within 2%."""
+    errors = []
+    for levels in (50, 100, 200):
+        sched = make_schedule("cosine", levels)
+
+        def x0_fn(x, t):
+            a, sg = sched.alpha_at(t), sched.sigma_at(t)
+            return MU + S**2 * a / (a**2 * S**2 + sg**2) * (x - a * MU)
+
+        x_T = jax.random.normal(jax.random.PRNGKey(0), (N, 2))
+        a, sg = sched.alpha[-1], sched.sigma[-1]
+        ref = MU + S * (np.asarray(x_T) - a * MU) / np.sqrt(a**2 * S**2 + sg**2)
+        out = np.asarray(samplers.sample(x0_fn, sched, jax.random.PRNGKey(1), (N, 2), method="ddim",
+                                         num_steps=levels, x_init=x_T), np.float64)
+        errors.append(np.abs(out.std(0) / ref.std(0) - 1).max())
+    assert errors[1] < 0.02, errors
+    np.testing.assert_allclose(errors[1] / errors[0], 0.5, atol=0.05)
+    np.testing.assert_allclose(errors[2] / errors[1], 0.5, atol=0.05)
 
 
 def test_dpm_solver_beats_ddim_at_15_steps():
