@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -125,3 +126,28 @@ class ValueNetwork(nn.Module):
         for _ in range(3):
             h = mish(nn.LayerNorm()(nn.Dense(self.hidden)(h)))
         return nn.Dense(1)(h)[..., 0]
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class GaussianPolicy(nn.Module):
+    """``obs [..., obs_dim] -> (mean, log_std)``, each ``[..., act_dim]``; ``num_layers`` ReLU layers (BC: 3, SAC: 2)."""
+
+    act_dim: int
+    hidden: int = 256
+    num_layers: int = 3
+
+    @nn.compact
+    def __call__(self, obs):
+        h = obs
+        for _ in range(self.num_layers):
+            h = nn.relu(nn.Dense(self.hidden)(h))
+        mean = nn.Dense(self.act_dim)(h)
+        log_std = jnp.clip(nn.Dense(self.act_dim)(h), LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std
+
+
+def tanh_gaussian(mean, log_std) -> distrax.Distribution:
+    """The tanh-squashed diagonal Gaussian on (-1, 1)^act_dim."""
+    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1))

@@ -2,8 +2,6 @@
 maximum likelihood; evaluation takes its mode ``tanh(mean)``. It has no diffusion, so gamma must be 0."""
 from __future__ import annotations
 
-import distrax
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -11,32 +9,11 @@ import ml_collections
 import optax
 
 from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer
-
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+from cdp_jax.networks import GaussianPolicy, tanh_gaussian
 
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(agent="bc", lr=3e-4, hidden=256, total_steps=100_000, cosine_lr=True))
-
-
-class GaussianPolicy(nn.Module):
-    """``obs [..., obs_dim] -> (mean, log_std)``, each ``[..., act_dim]``."""
-
-    act_dim: int
-    hidden: int = 256
-
-    @nn.compact
-    def __call__(self, obs):
-        h = obs
-        for _ in range(3):
-            h = nn.relu(nn.Dense(self.hidden)(h))
-        mean = nn.Dense(self.act_dim)(h)
-        log_std = jnp.clip(nn.Dense(self.act_dim)(h), LOG_STD_MIN, LOG_STD_MAX)
-        return mean, log_std
-
-
-def tanh_gaussian(mean, log_std) -> distrax.Distribution:
-    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1))
 
 
 class BCAgent(flax.struct.PyTreeNode):
