@@ -209,7 +209,10 @@ class Trainer:
             next_obs, reward, terminated, truncated, _ = self.env.step(self.scale(a))
             step += 1
             cut = step % o.eval_every == 0                 # every evaluation ends the episode (exact resumes)
-            for f, v in zip(sac.ReplayBuffer.FIELDS, (obs, a, reward, next_obs, terminated, truncated or cut)):
+            row = {"observations": obs, "actions": a, "rewards": reward, "next_observations": next_obs,
+                   "terminals": terminated, "truncations": truncated or cut,
+                   "episode_ends": terminated or truncated or cut}
+            for f, v in row.items():
                 staged[f].append(np.asarray(v, np.float32))
             obs = next_obs
             if terminated or truncated:
@@ -294,8 +297,8 @@ def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool) -> lis
 
 def replay_episodes(buffer: "sac.ReplayBuffer", size: int, scale: _Scaler) -> list:
     """The first ``size`` replay transitions as episodes (split at terminals and truncations)."""
-    data = {f: np.asarray(getattr(buffer, f)[:size]) for f in sac.ReplayBuffer.FIELDS}
-    ends = np.flatnonzero((data["terminals"] > 0) | (data["truncations"] > 0))
+    data = {f: np.asarray(getattr(buffer.data, f)[:size]) for f in sac.ReplayBuffer.FIELDS}
+    ends = np.flatnonzero(data["episode_ends"] > 0)
     if len(ends) == 0 or ends[-1] != size - 1:
         ends = np.append(ends, size - 1)
     episodes, start = [], 0

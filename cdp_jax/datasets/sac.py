@@ -11,6 +11,7 @@ the locomotion datasets.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -21,6 +22,7 @@ import ml_collections
 import optax
 from flax.training.train_state import TrainState
 
+from cdp_jax.data import Transitions
 from cdp_jax.networks import GaussianPolicy, tanh_gaussian
 
 
@@ -48,39 +50,30 @@ class SoftQ(nn.Module):
 
 
 class ReplayBuffer(flax.struct.PyTreeNode):
-    """Transitions in arrays of ``capacity`` rows (``observations [C, obs_dim]``, ``actions [C, act_dim]`` in
-    (-1, 1), ``rewards [C]``, ``next_observations [C, obs_dim]``, ``terminals [C]``, ``truncations [C]``, the last
-    two 0/1 floats); ``size`` rows are filled. Rows are never overwritten: make the capacity the training budget."""
+    """``capacity`` rows of :class:`cdp_jax.data.Transitions` (actions in (-1, 1)), of which ``size`` are filled.
+    Rows are never overwritten: make the capacity the training budget."""
 
-    observations: jax.Array
-    actions: jax.Array
-    rewards: jax.Array
-    next_observations: jax.Array
-    terminals: jax.Array
-    truncations: jax.Array
+    data: Transitions
     size: jax.Array
 
-    FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations")
+    FIELDS = tuple(f.name for f in dataclasses.fields(Transitions))
 
     @classmethod
     def create(cls, capacity: int, obs_dim: int, act_dim: int) -> "ReplayBuffer":
-        z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)
-        return cls(z(obs_dim), z(act_dim), z(), z(obs_dim), z(), z(), jnp.zeros((), jnp.int32))
-
-    @property
-    def capacity(self) -> int:
-        return self.rewards.shape[0]
+        shapes = {"observations": (obs_dim,), "actions": (act_dim,), "next_observations": (obs_dim,)}
+        return cls(Transitions(**{f: jnp.zeros((capacity, *shapes.get(f, ())), jnp.float32) for f in cls.FIELDS}),
+                   jnp.zeros((), jnp.int32))
 
     @jax.jit
     def add(self, chunk: dict) -> "ReplayBuffer":
-        """Appends ``chunk`` (the FIELDS, each with a leading axis K) at row ``size``."""
+        """Appends ``chunk`` (every field of :class:`Transitions`, each with a leading axis K) at row ``size``."""
         put = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), self.size, 0)
-        k = chunk["rewards"].shape[0]
-        return self.replace(**{f: put(getattr(self, f), chunk[f]) for f in self.FIELDS}, size=self.size + k)
+        data = self.data.replace(**{f: put(getattr(self.data, f), chunk[f]) for f in self.FIELDS})
+        return self.replace(data=data, size=self.size + chunk["rewards"].shape[0])
 
     def sample(self, key, batch_size: int) -> dict:
         idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(self.size, 1))
-        return {f: getattr(self, f)[idx] for f in self.FIELDS}
+        return {f: getattr(self.data, f)[idx] for f in self.FIELDS}
 
 
 class SACAgent(flax.struct.PyTreeNode):
@@ -129,7 +122,7 @@ class SACAgent(flax.struct.PyTreeNode):
 
     @jax.jit
     def update(self, batch: dict, key) -> tuple["SACAgent", dict]:
-        """One SAC step on ``batch`` (FIELDS of :class:`ReplayBuffer`, leading axis B)."""
+        """One SAC step on ``batch`` (the fields of :class:`Transitions`, leading axis B)."""
         k_critic, k_actor = jax.random.split(key)
         alpha = jnp.exp(self.temperature.params["log_alpha"])
         grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(self.critic.params, batch, k_critic, alpha)
