@@ -20,8 +20,9 @@ Each level's dataset has ``--steps`` transitions from its snapshot's stochastic 
 seed ``123 + k`` as Minari's collection scripts do. ``ref_min_score`` is the mean return of a uniform random policy
 and ``ref_max_score`` that of the expert snapshot (``R_E`` when no expert was trained), each over 100 episodes.
 Training state (agent, replay buffer, step) is checkpointed with orbax at every evaluation in ``--workdir``; a
-rerun of the same command resumes it. Every evaluated snapshot is kept in ``WORKDIR/snapshots`` and each level's
-in ``WORKDIR/levels/LEVEL.npz``.
+rerun of the same command resumes it. Every evaluated snapshot is kept in ``WORKDIR/snapshots`` (with its step,
+return and the training wall time so far) and each level's in ``WORKDIR/levels/LEVEL.npz``; the report
+(levels, reference scores, timings) is ``WORKDIR/levels/datasets.json``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 import time
 
 import gymnasium as gym
@@ -172,14 +174,15 @@ class Trainer:
                 out.append(json.load(f))
         return sorted(out, key=lambda r: r["step"])
 
-    def _save_snapshot(self, step: int, params, ret: float) -> None:
+    def _save_snapshot(self, step: int, params, ret: float, wall_s: float) -> None:
         stem = os.path.join(self.workdir, "snapshots", f"{step:09d}")
         flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
                 for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
         tmp = stem + ".tmp.npz"
         np.savez(tmp, **flat)
         os.replace(tmp, stem + ".npz")
-        atomic_write_text(stem + ".json", json.dumps({"step": step, "return": ret, "path": stem + ".npz"}))
+        atomic_write_text(stem + ".json", json.dumps({"step": step, "return": ret, "wall_s": round(wall_s, 1),
+                                                      "path": stem + ".npz"}))
 
     def train(self, expert_return: float) -> tuple[dict, "sac.ReplayBuffer"]:
         """Trains until the highest requested level is reached (``expert_return > 0``) or the budget ends.
@@ -195,7 +198,9 @@ class Trainer:
         if start:
             state = ckpt.restore(start, {"agent": agent, "buffer": buffer})
             agent, buffer = state["agent"], state["buffer"]
-        levels = choose_levels(self.history(), expert_return, wanted)
+        history = self.history()
+        levels = choose_levels(history, expert_return, wanted)
+        wall0 = time.time() - (history[-1]["wall_s"] if history else 0.0)    # training wall time across resumes
         bar = tqdm(total=o.train_steps, initial=start, desc=f"SAC {o.env_id}", unit="step", disable=not o.progress,
                    dynamic_ncols=True)
         obs, _ = self.env.reset(seed=o.seed * 1_000_003 + start)
@@ -228,7 +233,7 @@ class Trainer:
                 params = jax.device_get(agent.actor.params)
                 ret = policy_return(self.env, snapshot_policy(params, self.scale, o.seed + step), o.eval_episodes,
                                     seed=10_000 + step)
-                self._save_snapshot(step, params, ret)
+                self._save_snapshot(step, params, ret, time.time() - wall0)
                 ckpt.save(step, {"agent": agent, "buffer": buffer})
                 levels = choose_levels(self.history(), expert_return, wanted)
                 bar.set_postfix(ret=f"{ret:.0f}", levels=",".join(levels) or "-")
@@ -342,8 +347,10 @@ def generate(options: Options) -> dict:
                                               trainer.act_dim).actor.params)
     policies = {lv: snapshot_policy(load_snapshot(rec["path"], like), trainer.scale, o.seed + 7)
                 for lv, rec in levels.items()}
-    for lv, rec in levels.items():
-        np.savez(os.path.join(trainer.workdir, "levels", f"{lv}.npz"), **dict(np.load(rec["path"])))
+    for lv, rec in levels.items():                                  # the level snapshots, copied atomically
+        final = os.path.join(trainer.workdir, "levels", f"{lv}.npz")
+        shutil.copyfile(rec["path"], final + ".tmp")
+        os.replace(final + ".tmp", final)
     t1 = time.time()
     env.action_space.seed(o.seed)
     ref_min = policy_return(env, lambda obs, index: env.action_space.sample(), o.ref_episodes, seed=0)
