@@ -84,3 +84,11 @@ def test_bad_input(tmp_path, kw, message):
         setattr(opts, k, v)
     with pytest.raises(ValueError, match=message):
         mujoco.generate(opts)
+
+
+def test_a_checkpoint_from_another_budget_is_refused(generated):
+    workdir, _, _ = generated
+    opts = options(workdir, "medium", overwrite=True)
+    opts.train_steps = 20_000                                       # another replay capacity than the checkpoint's
+    with pytest.raises(ValueError, match="does not fit"):
+        mujoco.generate(opts)

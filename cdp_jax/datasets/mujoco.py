@@ -187,7 +187,7 @@ class Trainer:
     def train(self, expert_return: float) -> tuple[dict, "sac.ReplayBuffer"]:
         """Trains until the highest requested level is reached (``expert_return > 0``) or the budget ends.
         Returns ``(levels {name: snapshot record}, replay buffer)``."""
-        from cdp_jax.checkpoint import SweepCheckpoints
+        from cdp_jax.checkpoint import CheckpointError, SweepCheckpoints
         o = self.o
         wanted = [lv for lv in LEVELS if lv in o.levels or any(lv in DERIVED.get(d, ()) for d in o.levels)]
         key = jax.random.PRNGKey(o.seed)
@@ -196,7 +196,12 @@ class Trainer:
         ckpt = SweepCheckpoints(self.workdir, max_to_keep=1)
         start = ckpt.latest_step() or 0
         if start:
-            state = ckpt.restore(start, {"agent": agent, "buffer": buffer})
+            try:
+                state = ckpt.restore(start, {"agent": agent, "buffer": buffer})
+            except CheckpointError:
+                raise ValueError(f"the SAC checkpoint in {self.workdir} does not fit this run (it was made with "
+                                 f"another --train-steps or environment); use the same options or another "
+                                 f"--workdir") from None
             agent, buffer = state["agent"], state["buffer"]
         history = self.history()
         levels = choose_levels(history, expert_return, wanted)
