@@ -1,0 +1,72 @@
+"""benchmarks.paper_tables on synthetic final rows: cells, seed-paired gains, the scarcity verdict, the paper's numbers
+beside ours, and the files it writes (no training here; the presets' sweeps are the sweep tests' business)."""
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks import paper_tables as pt
+
+UMAZE = pt.Dataset("local/pointmaze/umaze-v0", "pointmaze-umaze", 1000)
+HOPPER = pt.Dataset("local/mujoco/hopper/medium-v0", paper_row="hopper-medium", imitation=False)
+BUDGET = pt.Budget(rl_steps=10, il_steps=10, seeds=3, eval_episodes=1, fractions=(1.0, 0.05))
+EDP = {(1.0, 0): [10.0, 20.0, 30.0], (1.0, 1): [15.0, 24.0, 38.0],        # gains 5, 4, 8
+       (0.05, 0): [5.0, 9.0, 1.0], (0.05, 1): [20.0, 30.0, 10.0]}         # gains 15, 21, 9
+
+
+def rows_for(ds):
+    rows = []
+    for (frac, cdp), scores in EDP.items():
+        for seed, score in enumerate(scores):
+            rows.append(dict(dataset_id=ds.dataset_id, agent="edp", seed=float(seed), data_fraction=frac,
+                             gamma=pt.CDP_GAMMA if cdp else 0.0, step=10.0, normalized_score=score, success=0.5))
+    for agent in ("bc", "dql", "idql", "dbc"):
+        for seed in range(3):
+            rows.append(dict(dataset_id=ds.dataset_id, agent=agent, seed=float(seed), data_fraction=1.0, gamma=0.0,
+                             step=10.0, normalized_score=40.0 + seed, success=0.2 * seed))
+    return rows
+
+
+def test_cells_are_means_with_t_intervals():
+    mean, ci, n = pt.cell(rows_for(UMAZE), UMAZE.dataset_id, "edp", 1.0, 0.0, "normalized_score")
+    v = np.array(EDP[(1.0, 0)])
+    assert (mean, n) == (20.0, 3)
+    assert ci == pytest.approx(stats.t.ppf(0.975, 2) * v.std(ddof=1) / math.sqrt(3))
+
+
+def test_gains_are_paired_by_seed_and_the_verdict_compares_them():
+    rows = rows_for(UMAZE)
+    assert pt.seed_gains(rows, UMAZE.dataset_id, 1.0) == {0.0: 5.0, 1.0: 4.0, 2.0: 8.0}
+    mean, ci, n = pt.paired_gain(rows, UMAZE.dataset_id, 0.05)
+    assert (mean, n) == (15.0, 3)
+    verdict = pt.scarcity_verdict(rows, [UMAZE], BUDGET)
+    diffs = np.array([15 - 5, 21 - 4, 9 - 8], float)                   # per-seed gain at 5% minus gain at 100%
+    assert f"difference {diffs.mean():+.1f} ± {stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3):.1f}" in verdict
+    assert "holds" in verdict and "does not hold" not in verdict
+
+
+def test_tables_put_the_paper_beside_ours_and_name_the_data(tmp_path):
+    rows = rows_for(UMAZE) + rows_for(HOPPER)
+    pt.write_outputs(rows, [UMAZE, HOPPER], BUDGET, "offline", str(tmp_path))
+    table1 = (tmp_path / "table1.md").read_text()
+    hopper_line = next(line for line in table1.splitlines() if line.startswith("| hopper-medium"))
+    assert "| 20.0 ± 24.8 (61.1) |" in hopper_line                      # ours (mean ± 95% CI), then the paper's EDP
+    assert "(62.8)" in hopper_line and "not the D4RL data" in hopper_line
+    table2 = (tmp_path / "table2.md").read_text()
+    assert "pointmaze/umaze-v0" in table2 and "hopper" not in table2.split("The paper's Table 2")[0]
+    assert os.path.getsize(tmp_path / "limited_data.png") > 10_000
+    assert len(pt.results.read_csv(str(tmp_path / "results.csv"))) == len(rows)
+
+
+def test_presets():
+    offline = pt.preset_datasets("offline", {"local/mujoco/hopper/medium-v0"}, 1000)
+    assert [d.dataset_id for d in offline] == ["local/pointmaze/umaze-v0", "local/pointmaze/medium-v0",
+                                               "local/mujoco/hopper/medium-v0"]
+    full = pt.preset_datasets("full", set(), 0)
+    assert all(not d.dataset_id.startswith("local/") for d in full)
+    jobs = pt.jobs_for(offline, pt.BUDGETS["offline"])
+    assert {j.agent for j in jobs} == {"edp", "bc", "dql", "idql", "dbc"}
+    cfg = pt.sweep_config(jobs[0], pt.BUDGETS["offline"])
+    assert cfg.gammas == (0.0, pt.CDP_GAMMA) and cfg.seeds == 3 and 0.05 in cfg.data_fractions
