@@ -64,7 +64,7 @@ class ReplayBuffer(flax.struct.PyTreeNode):
         return cls(Transitions(**{f: jnp.zeros((capacity, *shapes.get(f, ())), jnp.float32) for f in cls.FIELDS}),
                    jnp.zeros((), jnp.int32))
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=0)
     def add(self, chunk: dict) -> "ReplayBuffer":
         """Appends ``chunk`` (every field of :class:`Transitions`, each with a leading axis K) at row ``size``."""
         put = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), self.size, 0)
