@@ -39,6 +39,8 @@ def test_sac_reaches_the_maximum_return_within_a_few_thousand_steps(generated):
 
 def test_rerun_resumes_from_the_checkpoint(generated):
     workdir, first, second = generated
+    assert first["resumed_from"] == 0
+    assert second["resumed_from"] == first["levels"]["simple"]["step"]     # the first run stopped (and saved) there
     steps = [json.load(open(os.path.join(workdir, "snapshots", f)))["step"]
              for f in sorted(os.listdir(os.path.join(workdir, "snapshots"))) if f.endswith(".json")]
     assert steps == list(range(1000, steps[-1] + 1, 1000))       # one evaluation per 1000 steps, none repeated

@@ -21,7 +21,7 @@ seed ``123 + k`` as Minari's collection scripts do. ``ref_min_score`` is the mea
 and ``ref_max_score`` that of the expert snapshot (``R_E`` when no expert was trained), each over 100 episodes.
 Training state (agent, replay buffer, step) is checkpointed with orbax at every evaluation in ``--workdir``; a
 rerun of the same command resumes it. Every evaluated snapshot is kept in ``WORKDIR/snapshots`` (with its step,
-return and the training wall time so far) and each level's in ``WORKDIR/levels/LEVEL.npz``; the report
+return and the training wall time so far) and each level's in ``WORKDIR/levels/LEVEL.msgpack``; the report
 (levels, reference scores, timings) is ``WORKDIR/levels/datasets.json``.
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ import dataclasses
 import glob
 import json
 import os
-import shutil
 import time
 
+import flax.serialization
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
@@ -40,8 +40,8 @@ import numpy as np
 from tqdm import tqdm
 
 from cdp_jax.datasets import sac
-from cdp_jax.datasets.writing import episode_buffer, write_dataset
-from cdp_jax.io import atomic_write_text
+from cdp_jax.datasets.writing import datasets_root, episode_buffer, mean_return, write_dataset
+from cdp_jax.io import atomic_write_bytes, atomic_write_text
 
 LEVELS = ("simple", "medium", "expert")
 LEVEL_FRACTIONS = {"simple": 0.1, "medium": 1.0 / 3.0, "expert": 0.9}
@@ -129,26 +129,10 @@ class _Scaler:
         return (self.low + (np.asarray(a, np.float64) + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
 
 
-def policy_return(env: gym.Env, act, num_episodes: int, seed: int) -> float:
-    """Mean return of ``act(obs [obs_dim], k) -> env action`` over episodes reset with seeds ``seed + k``."""
-    returns = []
-    for k in range(num_episodes):
-        obs, _ = env.reset(seed=seed + k)
-        total, done, t = 0.0, False, 0
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs, (k, t)))
-            total += float(reward)
-            done, t = terminated or truncated, t + 1
-        returns.append(total)
-    return float(np.mean(returns))
-
-
-def snapshot_policy(params, scale: _Scaler, seed: int):
-    """``act(obs, (episode, t))``: stochastic actions of an actor snapshot, keyed by (seed, episode, t)."""
-    base = jax.random.PRNGKey(seed)
-
-    def act(obs, index):
-        return scale(sac.snapshot_actions(params, jnp.asarray(obs, jnp.float32), base, *index))
+def snapshot_policy(params, scale: _Scaler):
+    """``act(obs, rng)``: stochastic environment actions of an actor snapshot, seeded from the numpy ``rng``."""
+    def act(obs, rng):
+        return scale(sac.snapshot_actions(params, jnp.asarray(obs, jnp.float32), int(rng.integers(2**31))))
     return act
 
 
@@ -176,13 +160,9 @@ class Trainer:
 
     def _save_snapshot(self, step: int, params, ret: float, wall_s: float) -> None:
         stem = os.path.join(self.workdir, "snapshots", f"{step:09d}")
-        flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-                for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-        tmp = stem + ".tmp.npz"
-        np.savez(tmp, **flat)
-        os.replace(tmp, stem + ".npz")
+        atomic_write_bytes(stem + ".msgpack", flax.serialization.to_bytes(params))
         atomic_write_text(stem + ".json", json.dumps({"step": step, "return": ret, "wall_s": round(wall_s, 1),
-                                                      "path": stem + ".npz"}))
+                                                      "path": stem + ".msgpack"}))
 
     def train(self, expert_return: float) -> tuple[dict, "sac.ReplayBuffer"]:
         """Trains until the highest requested level is reached (``expert_return > 0``) or the budget ends.
@@ -194,7 +174,7 @@ class Trainer:
         agent = sac.SACAgent.create(sac.default_config(), key, self.obs_dim, self.act_dim)
         buffer = sac.ReplayBuffer.create(o.train_steps, self.obs_dim, self.act_dim)
         ckpt = SweepCheckpoints(self.workdir, max_to_keep=1)
-        start = ckpt.latest_step() or 0
+        start = self.resumed_from = ckpt.latest_step() or 0
         if start:
             try:
                 state = ckpt.restore(start, {"agent": agent, "buffer": buffer})
@@ -231,13 +211,12 @@ class Trainer:
                 buffer = buffer.add({f: jnp.asarray(np.stack(v)) for f, v in staged.items()})
                 staged = {f: [] for f in sac.ReplayBuffer.FIELDS}
                 if step >= o.start_steps:
-                    agent, metrics = sac.train_steps(agent, buffer, jax.random.fold_in(jax.random.fold_in(key, 2), step),
+                    agent, _ = sac.train_steps(agent, buffer, jax.random.fold_in(jax.random.fold_in(key, 2), step),
                                                      o.update_every)
                 bar.update(o.update_every)
             if cut:
                 params = jax.device_get(agent.actor.params)
-                ret = policy_return(self.env, snapshot_policy(params, self.scale, o.seed + step), o.eval_episodes,
-                                    seed=10_000 + step)
+                ret = mean_return(self.env, snapshot_policy(params, self.scale), o.eval_episodes, seed=10_000 + step)
                 self._save_snapshot(step, params, ret, time.time() - wall0)
                 ckpt.save(step, {"agent": agent, "buffer": buffer})
                 levels = choose_levels(self.history(), expert_return, wanted)
@@ -273,24 +252,22 @@ def choose_levels(history: list[dict], expert_return: float, wanted, final: bool
 
 def load_snapshot(path: str, like) -> dict:
     """Restores actor params saved by :meth:`Trainer._save_snapshot` into the structure of ``like``."""
-    with np.load(path) as data:
-        leaves = [jnp.asarray(data["/".join(str(getattr(k, "key", k)) for k in p)])
-                  for p, _ in jax.tree_util.tree_flatten_with_path(like)[0]]
-    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+    with open(path, "rb") as f:
+        return flax.serialization.from_bytes(like, f.read())
 
 
 # -------------------------------------------------------------------------------------------------- collection
 
-def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool) -> list:
-    """``num_steps`` transitions of ``act(obs, (episode, t))`` as Minari episode buffers; episode ``k`` is reset with
-    seed ``123 + k``; the last episode is truncated where the budget ends."""
-    episodes, done_steps, k = [], 0, 0
+def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool, seed: int) -> list:
+    """``num_steps`` transitions of ``act(obs, rng)`` as Minari episode buffers (``rng`` seeded by ``seed``); episode
+    ``k`` is reset with seed ``123 + k``; the last episode is truncated where the budget ends."""
+    episodes, done_steps, k, rng = [], 0, 0, np.random.default_rng(seed)
     bar = tqdm(total=num_steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
     while done_steps < num_steps:
         obs, _ = env.reset(seed=RESET_SEED + k)
         o, a, r, term, trunc = [obs], [], [], [], []
         while True:
-            action = act(obs, (k, len(a)))
+            action = act(obs, rng)
             obs, reward, terminated, truncated, _ = env.step(action)
             o.append(obs), a.append(action), r.append(reward), term.append(terminated)
             last = done_steps + len(a) >= num_steps
@@ -333,7 +310,6 @@ def generate(options: Options) -> dict:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(o, name)}")
     env = check_env(o.env_id)
     ids = {lv: dataset_id(o.env_id, lv, o.official_ids) for lv in o.levels}
-    from cdp_jax.datasets.writing import datasets_root
     for lv, did in ids.items():
         if os.path.exists(os.path.join(datasets_root(), did)) and not o.overwrite:
             raise FileExistsError(f"dataset {did!r} already exists; pass --overwrite to replace it")
@@ -350,23 +326,21 @@ def generate(options: Options) -> dict:
                          f"--expert-return")
     like = jax.device_get(sac.SACAgent.create(sac.default_config(), jax.random.PRNGKey(0), trainer.obs_dim,
                                               trainer.act_dim).actor.params)
-    policies = {lv: snapshot_policy(load_snapshot(rec["path"], like), trainer.scale, o.seed + 7)
-                for lv, rec in levels.items()}
-    for lv, rec in levels.items():                                  # the level snapshots, copied atomically
-        final = os.path.join(trainer.workdir, "levels", f"{lv}.npz")
-        shutil.copyfile(rec["path"], final + ".tmp")
-        os.replace(final + ".tmp", final)
+    snapshots = {lv: load_snapshot(rec["path"], like) for lv, rec in levels.items()}
+    policies = {lv: snapshot_policy(params, trainer.scale) for lv, params in snapshots.items()}
+    for lv, params in snapshots.items():
+        atomic_write_bytes(os.path.join(trainer.workdir, "levels", f"{lv}.msgpack"), flax.serialization.to_bytes(params))
     t1 = time.time()
     env.action_space.seed(o.seed)
-    ref_min = policy_return(env, lambda obs, index: env.action_space.sample(), o.ref_episodes, seed=0)
-    ref_max = policy_return(env, policies["expert"], o.ref_episodes, seed=0) if "expert" in policies else expert_return
+    ref_min = mean_return(env, lambda obs, rng: env.action_space.sample(), o.ref_episodes, seed=0)
+    ref_max = mean_return(env, policies["expert"], o.ref_episodes, seed=0) if "expert" in policies else expert_return
     timings["reference_s"] = time.time() - t1
     episodes, written = {}, {}
     spec = gym.spec(o.env_id)
     for lv in o.levels:
         t = time.time()
         if lv in LEVELS:
-            episodes[lv] = collect(env, policies[lv], o.steps, f"collect {lv}", o.progress)
+            episodes[lv] = collect(env, policies[lv], o.steps, f"collect {lv}", o.progress, seed=o.seed + 7)
             how = f"stochastic SAC snapshot at step {levels[lv]['step']} (evaluated return {levels[lv]['return']:.1f})"
         elif lv == "medium-replay":
             episodes[lv] = replay_episodes(buffer, levels["medium"]["step"], trainer.scale)
@@ -380,7 +354,7 @@ def generate(options: Options) -> dict:
                                   f"(cdp_jax.datasets.mujoco)", overwrite=o.overwrite)
         timings[f"{lv}_s"] = time.time() - t
         written[lv] = ids[lv]
-    report = {"datasets": written, "levels": levels, "ref_min_score": ref_min, "ref_max_score": ref_max,
+    report = {"datasets": written, "levels": levels, "resumed_from": trainer.resumed_from, "ref_min_score": ref_min, "ref_max_score": ref_max,
               "expert_return": expert_return, "timings": timings}
     atomic_write_text(os.path.join(trainer.workdir, "levels", "datasets.json"), json.dumps(report, indent=1))
     return report

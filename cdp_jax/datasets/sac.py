@@ -158,10 +158,9 @@ def train_steps(agent: SACAgent, buffer: ReplayBuffer, key, num_updates: int) ->
 
 
 @jax.jit
-def snapshot_actions(actor_params, obs, key, episode, t):
+def snapshot_actions(actor_params, obs, seed):
     """Stochastic actions of a saved actor snapshot (``SACAgent.actor.params``), ``obs [..., obs_dim] ->
-    [..., act_dim]`` in (-1, 1), keyed by ``(key, episode, t)``."""
+    [..., act_dim]`` in (-1, 1), drawn with ``PRNGKey(seed)``."""
     p = actor_params["params"]
     net = GaussianPolicy(p["Dense_2"]["kernel"].shape[-1], p["Dense_0"]["kernel"].shape[-1], num_layers=2)
-    key = jax.random.fold_in(jax.random.fold_in(key, episode), t)
-    return tanh_gaussian(*net.apply(actor_params, obs)).sample(seed=key)
+    return tanh_gaussian(*net.apply(actor_params, obs)).sample(seed=jax.random.PRNGKey(seed))
