@@ -33,7 +33,6 @@ from cdp_jax import results
 from cdp_jax.io import atomic_write_text
 
 PAPER_CSV = os.path.join(os.path.dirname(__file__), "reference", "paper.csv")
-RL_AGENTS = ("bc", "dql", "edp", "idql")          # Table 1's columns; CDP is EDP with gamma > 0
 CDP_GAMMA = 0.1
 
 
@@ -215,10 +214,6 @@ def _fmt(mean: float, ci: float, n: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}" if np.isfinite(ci) else f"{mean:.{digits}f}"
 
 
-def _paper(x: float, digits: int = 1) -> str:
-    return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
-
-
 def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset: str) -> str:
     lines = [f"# Table 1: offline RL (preset `{preset}`)", "",
              (f"Normalised score (0-100) at the final evaluation after {budget.rl_steps} gradient steps, mean ± 95% CI "
@@ -230,9 +225,10 @@ def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
         for agent, gamma, column in (("bc", 0.0, "BC"), ("dql", 0.0, "DQL"), ("edp", 0.0, "EDP"),
                                      ("idql", 0.0, "IDQL"), ("edp", CDP_GAMMA, "CDP")):
             ours = _fmt(*cell(rows, ds.dataset_id, agent, 1.0, gamma, "normalized_score"))
-            cells.append(f"{ours} ({_paper(paper_value(paper, 'table1', ds.paper_row, column))})")
+            cells.append(f"{ours} ({results.fmt_number(paper_value(paper, 'table1', ds.paper_row, column))})")
         lines.append(f"| {ds.paper_row or ds.dataset_id.split('/', 1)[1]} | {ds.provenance} | " + " | ".join(cells) + " |")
-    avg = [_paper(paper_value(paper, "table1", "Average over all envs", c)) for c in ("BC", "DQL", "EDP", "IDQL", "CDP")]
+    avg = [results.fmt_number(paper_value(paper, "table1", "Average over all envs", c))
+           for c in ("BC", "DQL", "EDP", "IDQL", "CDP")]
     lines.append("| paper: average over its D4RL tasks | D4RL | " + " | ".join(f"– ({a})" for a in avg) + " |")
     lines += ["", "## Limited data: EDP against CDP per data fraction", "",
               ("Subsets are random transitions, the same subset for EDP and CDP at each seed; the gain is the "
@@ -245,8 +241,8 @@ def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
             gain = paired_gain(rows, ds.dataset_id, frac)
             lines.append(f"| {ds.dataset_id} | {frac:g} | {_fmt(*edp)} | {_fmt(*cdp)} | {_fmt(*gain)} | {gain[2]} |")
     lines += ["", "Paper, D4RL at 10% data (read off its figure): " + "; ".join(
-        f"{row}: EDP {_paper(paper_value(paper, 'limited_data', row, 'EDP'), 0)}, "
-        f"CDP {_paper(paper_value(paper, 'limited_data', row, 'CDP'), 0)}"
+        f"{row}: EDP {results.fmt_number(paper_value(paper, 'limited_data', row, 'EDP'), 0)}, "
+        f"CDP {results.fmt_number(paper_value(paper, 'limited_data', row, 'CDP'), 0)}"
         for row in ("Mujoco-M", "Mujoco-MR", "Mujoco-ME", "Kitchen", "Antmaze-M")) + ".", "",
               scarcity_verdict(rows, datasets, budget)]
     return "\n".join(lines) + "\n"
@@ -291,7 +287,7 @@ def table2_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
     lines += ["", "The paper's Table 2 is on robomimic, which has no Minari release; its numbers (success rate):", "",
               "| task | DBC-DiT | CDP-DiT | DP-Unet | CDP-Unet |", "|---|---|---|---|---|"]
     for row in ("Transport-L", "Transport-H", "Can-H", "Average"):
-        lines.append(f"| {row} | " + " | ".join(_paper(paper_value(paper, "table2", row, c), 2)
+        lines.append(f"| {row} | " + " | ".join(results.fmt_number(paper_value(paper, "table2", row, c), 2)
                                               for c in ("DBC-DiT", "CDP-DiT", "DP-Unet", "CDP-Unet")) + " |")
     return "\n".join(lines) + "\n"
 
@@ -318,10 +314,7 @@ def limited_data_plot(rows, datasets: list[Dataset], paper, budget: Budget, path
     ax.set_xticks(x, tasks, rotation=30, fontsize=8), ax.set_title("paper: D4RL at 10% (read off)", fontsize=9)
     ax.legend()
     fig.suptitle(f"Final score vs data fraction, mean ± 95% CI over {budget.seeds} seeds", fontsize=10)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    results.save_figure(fig, path)
 
 
 def write_outputs(rows, datasets, budget: Budget, preset: str, workdir: str) -> None:

@@ -73,7 +73,8 @@ def summarize(rows: list[dict], metric: str = "normalized_score") -> list[dict]:
     return out
 
 
-def _fmt(x: float, digits: int = 1) -> str:
+def fmt_number(x: float, digits: int = 1) -> str:
+    """``x`` with ``digits`` decimals, or an en dash when it is not finite."""
     return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
@@ -85,12 +86,13 @@ def summary_markdown(rows: list[dict], metric: str = "normalized_score") -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['gamma']:g} | {r['step']} | "
-                     f"{r['seeds']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | ± {_fmt(r['ci95'])} | "
-                     f"{_fmt(r['action_std'], 3)} | {_fmt(r['lambda_max'], 3)} | {r['diverged']} |")
+                     f"{r['seeds']} | {fmt_number(r['mean'])} ± {fmt_number(r['std'])} | ± {fmt_number(r['ci95'])} | "
+                     f"{fmt_number(r['action_std'], 3)} | {fmt_number(r['lambda_max'], 3)} | {r['diverged']} |")
     return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: str) -> None:
+def save_figure(fig, path: str) -> None:
+    """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``) and closes it."""
     import matplotlib.pyplot as plt
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -123,7 +125,7 @@ def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") ->
         ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("gradient step"), ax.set_ylabel(metric)
     axes[0][0].legend()
     paths.append(os.path.join(outdir, "learning_curves.png"))
-    _save(fig, paths[-1])
+    save_figure(fig, paths[-1])
 
     table = summarize(rows, metric)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
@@ -133,7 +135,7 @@ def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") ->
                     yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o", capsize=3, label=f"γ={gamma:g}")
     ax.set_xscale("log"), ax.set_xlabel("data fraction"), ax.set_ylabel(f"final {metric}"), ax.legend()
     paths.append(os.path.join(outdir, "score_vs_fraction.png"))
-    _save(fig, paths[-1])
+    save_figure(fig, paths[-1])
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     positive = [g for g in gammas if g > 0]
@@ -145,5 +147,5 @@ def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") ->
     ax.set_xscale("log"), ax.set_xlabel("γ (γ = 0 drawn one decade left)"), ax.set_ylabel(f"final {metric}")
     ax.legend()
     paths.append(os.path.join(outdir, "gamma_sensitivity.png"))
-    _save(fig, paths[-1])
+    save_figure(fig, paths[-1])
     return paths
