@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 5 minutes): device facts, benchmarks/throughput.py (EDP and CDP updates/s, CDP/EDP ratio,
-# grids of N = 1, 4, 16, 64 members against separate runs, sampler actions/s, evaluation env-steps/s) and the
-# contraction cost table. From the repository root on a machine with a GPU build of jax:
-#   pip install -e . "jax[cuda12]==0.10.2" && bash benchmarks/gpu_check.sh
-set -euo pipefail
-python -c "import jax; print('devices:', jax.devices())"
-timeout 150 python -m benchmarks.throughput --out benchmarks/results/throughput_gpu.json --grids 1,4,16,64 --steps 200
-timeout 120 python -m benchmarks.contraction_cost --agent dbc --steps 500
+# The prepared GPU check (about 4 minutes): device facts, then benchmarks/throughput.py — EDP and CDP updates/s of
+# one run and their step-time ratio, EDP+CDP grids of N = 1, 4, 16, 64 members and DBC/CDP-IL grids of 1, 16, 64
+# against separate runs, sampler actions/s, grid evaluation env-steps/s, and the evaluation share of a 16-member
+# sweep. Every figure is written to $OUT/throughput_gpu.json as soon as it is measured.
+# On the GPU machine, from the repository root, with the wheels of ../shared/gpu/prepare.sh in .whl/:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+#   OUT=benchmarks/results bash benchmarks/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-benchmarks/results}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=1
+nvidia-smi -L 2>/dev/null || true
+$PY -c "import jax; print('jax', jax.__version__, 'devices:', jax.devices()); assert jax.default_backend() == 'gpu', 'no GPU backend: this check is for a GPU machine'" || exit 1
+timeout "${CHECK_S:-270}" $PY -m benchmarks.throughput --out "$OUT/throughput_gpu.json" --grids 1,4,16,64 \
+    --dbc-grids 1,16,64 --steps 200 --sweep-members 16
+echo "gpu_check exit $? ($OUT/throughput_gpu.json)"

@@ -68,11 +68,15 @@ class Budget:
     eval_episodes: int
     fractions: tuple
     evaluations: int = 1                     # evaluations per run (the last one is reported)
+    eval_workers: int = 1                    # processes stepping the evaluation envs (0: one per CPU core)
 
 
 BUDGETS = {
     "smoke": Budget(rl_steps=20, il_steps=20, seeds=2, eval_episodes=1, fractions=(1.0, 0.05)),
     "offline": Budget(rl_steps=1_500, il_steps=4_000, seeds=3, eval_episodes=5, fractions=(1.0, 0.1, 0.05)),
+    # One GPU call (benchmarks/gpu_science.sh): EDP/CDP data scarcity on PointMaze-Medium at a budget where EDP learns.
+    "gpu": Budget(rl_steps=20_000, il_steps=20_000, seeds=10, eval_episodes=50, fractions=(1.0, 0.1, 0.05),
+                  evaluations=2, eval_workers=0),
     "full": Budget(rl_steps=200_000, il_steps=100_000, seeds=10, eval_episodes=10, fractions=(1.0, 0.1, 0.05),
                    evaluations=10),
 }
@@ -92,6 +96,8 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
                for (env, level), (eta, temp) in LOCOMOTION.items() if level == "medium"]
         out.append(Dataset("D4RL/kitchen/complete-v2", paper_row="kitchen-complete", eta=0.005, weight_temperature=5.0))
         return out
+    if preset == "gpu":
+        return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
     out = [Dataset("local/pointmaze/umaze-v0", "pointmaze-umaze", generate_steps),
            Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps,
                    fractions=(1.0, 0.05) if preset == "offline" else ())]        # keeps the preset near 60 min
@@ -141,6 +147,7 @@ def sweep_config(job: Job, budget: Budget):
     cfg.seeds, cfg.data_fractions, cfg.gammas = budget.seeds, job.fractions, job.gammas
     steps = budget.il_steps if job.agent == "dbc" else budget.rl_steps
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = steps, steps // budget.evaluations, budget.eval_episodes
+    cfg.eval_workers = budget.eval_workers
     if job.agent == "dbc":                                   # experiments/configs/pointmaze.py
         cfg.agent_config.diffusion = {"network": "dql", "sampling_steps": 15,
                                       "contraction": {"low_noise_fraction": 0.1, "num_iters": 5}}
@@ -152,11 +159,14 @@ def sweep_config(job: Job, budget: Budget):
     return cfg
 
 
-def run_job(job: Job, budget: Budget, workdir: str) -> list[dict]:
-    """Runs, resumes or reuses one job's sweep (a changed budget starts it over); returns its final rows."""
+def run_job(job: Job, budget: Budget, workdir: str, report_only: bool = False) -> list[dict]:
+    """Runs, resumes or reuses one job's sweep (a changed budget starts it over); returns its final rows.
+    ``report_only``: no training, the rows of the last evaluation the job reached (none if it never ran)."""
     from cdp_jax.checkpoint import fingerprint
     from cdp_jax.sweep import Sweep
     path = os.path.join(workdir, "sweeps", job.name)
+    if report_only:
+        return results.final_rows(results.read_csv(os.path.join(path, "results.csv")))
     cfg = sweep_config(job, budget)
     cfg.overwrite = True
     done = results.read_csv(os.path.join(path, "results.csv"))
@@ -216,7 +226,8 @@ def _fmt(mean: float, ci: float, n: int, digits: int = 1) -> str:
 
 def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset: str) -> str:
     lines = [f"# Table 1: offline RL (preset `{preset}`)", "",
-             (f"Normalised score (0-100) at the final evaluation after {budget.rl_steps} gradient steps, mean ± 95% CI "
+             (f"Normalised score (0-100) at the final evaluation after {_steps_reached(rows, budget.rl_steps)} gradient "
+              f"steps, mean ± 95% CI "
              f"(t-interval) over {budget.seeds} seeds, {budget.eval_episodes} evaluation episodes per seed. "
              f"CDP = EDP + contraction (γ = {CDP_GAMMA}, Frobenius, t < 0.1·T). Each cell: ours (paper)."), "",
              "| dataset | data used | BC | DQL | EDP | IDQL | CDP |", "|---|---|---|---|---|---|---|"]
@@ -246,6 +257,14 @@ def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
         for row in ("Mujoco-M", "Mujoco-MR", "Mujoco-ME", "Kitchen", "Antmaze-M")) + ".", "",
               scarcity_verdict(rows, datasets, budget)]
     return "\n".join(lines) + "\n"
+
+
+def _steps_reached(rows, planned: int) -> str:
+    """The planned step count, or what the rows reached when a run was cut short."""
+    reached = {int(r["step"]) for r in rows if r["agent"] != "dbc"}
+    if not reached or reached == {planned}:
+        return str(planned)
+    return f"{'/'.join(map(str, sorted(reached)))} (of {planned} planned: cut short)"
 
 
 def scarcity_verdict(rows, datasets: list[Dataset], budget: Budget) -> str:
@@ -330,12 +349,18 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", choices=sorted(BUDGETS), default="offline")
     parser.add_argument("--workdir", default="runs/paper")
     parser.add_argument("--generate-steps", type=int, default=300_000,
-                        help="transitions per generated PointMaze dataset (offline/smoke presets)")
+                        help="transitions per generated PointMaze dataset (offline/smoke/gpu presets)")
+    parser.add_argument("--agents", default="", help="comma list: run only these agents' jobs (e.g. edp)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write the tables from what the jobs' sweeps have so far")
     args = parser.parse_args(argv)
     import minari
     budget = BUDGETS[args.preset]
     datasets = preset_datasets(args.preset, set(minari.list_local_datasets()), args.generate_steps)
-    jobs = jobs_for(datasets, budget)
+    jobs = [j for j in jobs_for(datasets, budget) if not args.agents or j.agent in args.agents.split(",")]
+    if not jobs:
+        print(f"error: no job of preset {args.preset!r} uses the agents {args.agents!r}", file=sys.stderr)
+        return 2
     os.makedirs(args.workdir, exist_ok=True)
     rows, start = [], time.time()
     costs = [job_cost(job, budget) for job in jobs]
@@ -345,7 +370,7 @@ def main(argv=None) -> int:
         print(f"[{k + 1}/{len(jobs)}] {job.name}: {job.agent}, fractions {job.fractions}, gammas {job.gammas} "
               f"({elapsed / 60:.1f} min so far{eta})", flush=True)
         try:
-            rows += run_job(job, budget, args.workdir)
+            rows += run_job(job, budget, args.workdir, args.report_only)
         except (ValueError, FileNotFoundError) as err:
             print(f"error in job {job.name}: {err}", file=sys.stderr)
             return 2

@@ -14,8 +14,8 @@ import time
 import jax
 import jax.numpy as jnp
 
+from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
-from cdp_jax.agents.dbc import DBCAgent, default_config
 from cdp_jax.data import Subsets, Transitions
 from cdp_jax.sweep import make_train_chunk
 
@@ -23,18 +23,22 @@ OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
 
 
 def synthetic_data(key) -> Transitions:
-    k1, k2 = jax.random.split(key)
+    k1, k2, k3 = jax.random.split(key, 3)
     obs = jax.random.normal(k1, (N_DATA, OBS))
     zeros = jnp.zeros(N_DATA)
-    return Transitions(obs, jnp.tanh(jax.random.normal(k2, (N_DATA, ACT))), zeros, obs, zeros, zeros, zeros)
+    rewards = jax.random.uniform(k3, (N_DATA,))
+    return Transitions(obs, jnp.tanh(jax.random.normal(k2, (N_DATA, ACT))), rewards, obs, zeros, zeros, zeros)
 
 
-def grid_seconds(n: int, steps: int, data: Transitions) -> float:
-    cfg = default_config()
+def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,)) -> float:
+    """Median seconds of one ``steps``-step chunk of an ``n``-member grid whose members cycle through ``gammas``
+    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP)."""
+    cfg = default_agent_config(agent)
     cfg.diffusion.network, cfg.diffusion.contraction.low_noise_fraction = "dql", 0.1
     cfg.diffusion.contraction.num_iters = 5
     seeds = jnp.arange(n)
-    agents = jax.vmap(lambda s: DBCAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(s), OBS, ACT))(seeds)
+    hp = HParams(gamma=jnp.asarray([gammas[i % len(gammas)] for i in range(n)], jnp.float32), eta=jnp.ones(n))
+    agents = jax.vmap(lambda h, s: agent_class(agent).create(cfg, h, jax.random.PRNGKey(s), OBS, ACT))(hp, seeds)
     subsets = Subsets(idx=jnp.tile(jnp.arange(N_DATA, dtype=jnp.int32), (n, 1)), count=jnp.full(n, N_DATA, jnp.int32))
     chunk = make_train_chunk(data, BATCH, steps)
     diverged = jnp.zeros(n, bool)

@@ -1,17 +1,21 @@
-"""Speed figures of cdp_jax as one JSON file.
+"""Speed figures of cdp_jax as one JSON file, rewritten after every figure (a timeout loses nothing measured).
 
-    python -m benchmarks.throughput [--out benchmarks/results/throughput_cpu.json] [--grids 1,8,64] [--steps 50]
+    python -m benchmarks.throughput [--out benchmarks/results/throughput_cpu.json] [--grids 1,8,64]
+        [--dbc-grids 1,8,64] [--steps 50] [--sweep-members 16] [--only edp,grids,dbc,sampler,eval,sweep]
 
-Figures: updates/s of one EDP run and of EDP/CDP grids of N members (DBC-sized grids come from
-``benchmarks.sweep_throughput``); the CDP/EDP step-time ratio; sampler actions/s (15-step DPM-Solver++ on the
-Hopper-sized actor); and evaluation env-steps/s over a whole grid (batched sampler + PointMaze stepping) against raw
-gymnasium stepping with random actions.
+Figures (Hopper shapes: obs 11, act 3, batch 256, T = 50, DQL MLP, 15-step DPM-Solver++ critic targets):
+``edp_updates_per_s`` / ``cdp_updates_per_s`` of one run and their step-time ratio; ``edp_cdp_grid``: grids of N
+members, half EDP (γ 0) and half CDP (γ 0.1), trained by the sweep's own ``make_train_chunk``, against N separate
+single runs; ``dbc_cdp_grid``: the same for DBC/CDP-IL members; sampler actions/s; evaluation env-steps/s over a
+grid against raw gymnasium stepping; and ``sweep_eval_share``: the share of wall time that evaluation takes in a
+real ``Sweep`` of ``--sweep-members`` EDP/CDP members on a generated PointMaze-UMaze dataset.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import tempfile
 import time
 
 import gymnasium as gym
@@ -28,6 +32,7 @@ from cdp_jax.agents.edp import EDPAgent, default_config
 from cdp_jax.io import atomic_write_text
 
 OBS, ACT = 11, 3
+PARTS = ("edp", "grids", "dbc", "sampler", "eval", "sweep")
 
 
 def sampler_actions_per_second(batch: int = 1000) -> float:
@@ -39,24 +44,21 @@ def sampler_actions_per_second(batch: int = 1000) -> float:
 
 def eval_env_steps_per_second(members: int = 8, envs: int = 5, steps: int = 100) -> tuple[float, float]:
     """(grid evaluation env-steps/s with EDP's 100-candidate policy, raw PointMaze random-action steps/s)."""
+    from cdp_jax.envpool import EnvPool
     env_id = "PointMaze_UMaze-v3"
     agents = jax.vmap(lambda s: EDPAgent.create(default_config(), HParams(), jax.random.PRNGKey(s), 6, 2))(
         jnp.arange(members))
     act = jax.jit(jax.vmap(lambda a, o, k: a.act(o, k), (0, 0, None)))
-    pool = [[gym.make(env_id) for _ in range(envs)] for _ in range(members)]
-    obs = np.zeros((members, envs, 6), np.float32)
-    for row in pool:
-        for e in row:
-            e.reset(seed=0)
-    jax.block_until_ready(act(agents, jnp.asarray(obs), jax.random.PRNGKey(0)))
-    start = time.perf_counter()
-    for t in range(steps):
-        actions = np.asarray(act(agents, jnp.asarray(obs), jax.random.PRNGKey(t)))
-        for m, row in enumerate(pool):
-            for e, env in enumerate(row):
-                o, *_ = env.step(actions[m, e])
-                obs[m, e] = np.concatenate([o["observation"], o["desired_goal"]])
-    grid = members * envs * steps / (time.perf_counter() - start)
+    layout = (("observation", 4), ("desired_goal", 2))
+    with EnvPool(gym.spec(env_id), layout, members * envs) as pool:
+        obs = pool.reset(np.zeros(members * envs))
+        active = np.ones(members * envs, bool)
+        jax.block_until_ready(act(agents, jnp.asarray(obs.reshape(members, envs, -1)), jax.random.PRNGKey(0)))
+        start = time.perf_counter()
+        for t in range(steps):
+            actions = np.asarray(act(agents, jnp.asarray(obs.reshape(members, envs, -1)), jax.random.PRNGKey(t)))
+            obs = pool.step(actions.reshape(members * envs, -1), active)[0]
+        grid = members * envs * steps / (time.perf_counter() - start)
     env = gym.make(env_id)
     env.reset(seed=0)
     start = time.perf_counter()
@@ -67,27 +69,64 @@ def eval_env_steps_per_second(members: int = 8, envs: int = 5, steps: int = 100)
     return grid, 5000 / (time.perf_counter() - start)
 
 
+def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10) -> dict:
+    """Timing of a real EDP/CDP sweep of ``members`` members (seeds x γ ∈ {0, 0.1}) on a 100k-step PointMaze-UMaze
+    dataset generated in a temporary Minari root: train, evaluation and write seconds, and the evaluation share."""
+    from cdp_jax.sweep import Sweep, base_config
+    root = tempfile.mkdtemp(prefix="cdp-bench-")
+    os.environ["MINARI_DATASETS_PATH"] = os.path.join(root, "minari")
+    cfg = base_config()
+    cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/pointmaze/umaze-v0", "pointmaze-umaze", 100_000
+    cfg.agent, cfg.seeds, cfg.gammas, cfg.data_fractions = "edp", max(1, members // 2), (0.0, 0.1), (1.0,)
+    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_workers = steps, steps // 2, episodes, 0
+    sweep = Sweep(cfg, os.path.join(root, "run"), progress=False)
+    sweep.run()
+    return dict(members=sweep.grid.size, steps=steps, eval_episodes=episodes, evaluations=2, **sweep.timing)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/throughput_cpu.json")
     parser.add_argument("--grids", default="1,8,64")
+    parser.add_argument("--dbc-grids", default="1,8,64")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--sweep-members", type=int, default=16)
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma list of {PARTS}")
     args = parser.parse_args()
-    figures = dict(device=f"{jax.devices()[0].device_kind} x{jax.device_count()}", jax=jax.__version__)
-    edp = steps_per_second("edp", "frobenius", 0.1, 0.0, args.steps)
-    cdp = steps_per_second("edp", "frobenius", 0.1, 0.1, args.steps)
-    figures.update(edp_updates_per_s=edp, cdp_updates_per_s=cdp, cdp_over_edp_step_time=edp / cdp)
+    parts = set(args.only.split(","))
+    figures = dict(device=f"{jax.devices()[0].device_kind} x{jax.device_count()}", jax=jax.__version__,
+                   date=time.strftime("%Y-%m-%d"), steps_per_timed_call=args.steps)
+
+    def record(**kw):
+        figures.update(kw)
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        atomic_write_text(args.out, json.dumps(figures, indent=1))
+        print(json.dumps(kw), flush=True)
+
+    if "edp" in parts:
+        edp = steps_per_second("edp", "frobenius", 0.1, 0.0, args.steps)
+        record(edp_updates_per_s=edp)
+        cdp = steps_per_second("edp", "frobenius", 0.1, 0.1, args.steps)
+        record(cdp_updates_per_s=cdp, cdp_over_edp_step_time=edp / cdp)
     data = synthetic_data(jax.random.PRNGKey(0))
-    single = grid_seconds(1, args.steps, data)
-    figures["dbc_cdp_grid"] = [dict(N=n, aggregate_updates_per_s=n * args.steps / t, speedup_vs_separate=n * single / t)
-                               for n in (int(x) for x in args.grids.split(","))
-                               for t in [single if n == 1 else grid_seconds(n, args.steps, data)]]
-    figures["sampler_actions_per_s_15step_dpm"] = sampler_actions_per_second()
-    grid_rate, raw_rate = eval_env_steps_per_second()
-    figures.update(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    atomic_write_text(args.out, json.dumps(figures, indent=1))
-    print(json.dumps(figures, indent=1))
+    for part, key, agent, gammas, grids in (("grids", "edp_cdp_grid", "edp", (0.0, 0.1), args.grids),
+                                            ("dbc", "dbc_cdp_grid", "dbc", (0.1,), args.dbc_grids)):
+        if part not in parts:
+            continue
+        rows, single = [], None
+        for n in (int(x) for x in grids.split(",")):
+            t = grid_seconds(n, args.steps, data, agent, gammas)
+            single = t if single is None and n == 1 else single
+            rows.append(dict(N=n, aggregate_updates_per_s=n * args.steps / t,
+                             speedup_vs_separate=n * single / t if single else None))
+            record(**{key: rows})
+    if "sampler" in parts:
+        record(sampler_actions_per_s_15step_dpm=sampler_actions_per_second())
+    if "eval" in parts:
+        grid_rate, raw_rate = eval_env_steps_per_second()
+        record(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
+    if "sweep" in parts:
+        record(sweep_eval_share=sweep_eval_share(args.sweep_members))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Batched gymnasium rollouts of every grid member at once, and the action-consistency metric.
 
 Each environment step is ONE jitted call that samples actions for all members and all their environments
-(vmap over members of ``agent.act``); the environments themselves are a plain list (SyncVectorEnv-like, which is
-faster than AsyncVectorEnv on two cores).
+(vmap over members of ``agent.act``); the environments live in one :class:`cdp_jax.envpool.EnvPool`, stepped in
+this process (fastest on two cores) or over worker processes (a many-core GPU host).
 """
 from __future__ import annotations
 
@@ -14,13 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cdp_jax.data.loading import DatasetInfo
-
-
-def flatten_observation(obs, layout) -> np.ndarray:
-    """One environment observation in the loader's flat layout (see :mod:`cdp_jax.data.loading`)."""
-    if isinstance(obs, dict):
-        return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k, _ in layout])
-    return np.asarray(obs, np.float32).reshape(-1)
+from cdp_jax.envpool import EnvPool
 
 
 class Normalizer:
@@ -49,48 +43,40 @@ def make_policy(act_fn: Callable) -> Callable:
 
 
 def evaluate(agents, policy: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
-             num_episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
+             num_episodes: int, seed: int = 0, workers: int = 1) -> dict[str, np.ndarray]:
     """Runs ``num_episodes`` episodes per member, all members in lockstep.
 
     Args:
       agents: stacked agents ``[G]``; ``policy`` from :func:`make_policy`.
       keys: ``[G]`` PRNG keys (one per member, so results do not depend on the grid's composition).
       seed: environment reset seeds are ``seed + episode`` for every member (paired comparisons).
+      workers: processes that step the ``G * num_episodes`` environments (:class:`cdp_jax.envpool.EnvPool`);
+        the results do not depend on it.
     Returns:
       ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
       ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
     """
-    g = keys.shape[0]
-    envs = [[info.make_env() for _ in range(num_episodes)] for _ in range(g)]
-    obs = np.zeros((g, num_episodes, info.obs_dim), np.float32)
-    for m in range(g):
-        for e in range(num_episodes):
-            o, _ = envs[m][e].reset(seed=seed + e)
-            obs[m, e] = flatten_observation(o, info.obs_layout)
-    done = np.zeros((g, num_episodes), bool)
-    returns = np.zeros((g, num_episodes))
-    success = np.zeros((g, num_episodes))
+    g, e = keys.shape[0], num_episodes
+    if info.eval_env_spec is None:
+        info.make_env()                                    # raises the one-line DatasetError
+    done = np.zeros(g * e, bool)
+    returns, success = np.zeros(g * e), np.zeros(g * e)
     reports_success = False
-    t = 0
-    while not done.all():
-        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
-        actions = np.asarray(policy(agents, jnp.asarray(normalizer.obs(obs)), step_keys))
-        actions = normalizer.to_env_action(actions)
-        for m in range(g):
-            for e in range(num_episodes):
-                if done[m, e]:
-                    continue
-                o, r, term, trunc, step_info = envs[m][e].step(actions[m, e])
-                obs[m, e] = flatten_observation(o, info.obs_layout)
-                returns[m, e] += float(r)
-                if "success" in step_info:
-                    reports_success = True
-                    success[m, e] = max(success[m, e], float(step_info["success"]))
-                done[m, e] = term or trunc
-        t += 1
-    for row in envs:
-        for env in row:
-            env.close()
+    with EnvPool(info.eval_env_spec, info.obs_layout, g * e, workers) as pool:
+        obs = pool.reset(np.tile(seed + np.arange(e), g))
+        t = 0
+        while not done.all():
+            step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+            actions = np.asarray(policy(agents, jnp.asarray(normalizer.obs(obs.reshape(g, e, -1))), step_keys))
+            active = ~done
+            new_obs, reward, finished, succ = pool.step(normalizer.to_env_action(actions).reshape(g * e, -1), active)
+            obs[active], returns[active] = new_obs[active], returns[active] + reward[active]
+            reported = active & ~np.isnan(succ)
+            reports_success |= bool(reported.any())
+            success[reported] = np.maximum(success[reported], succ[reported])
+            done |= finished
+            t += 1
+    returns, success = returns.reshape(g, e), success.reshape(g, e)
     has_ref = info.ref_min_score is not None and info.ref_max_score is not None
     score = info.normalized_score(returns).mean(1) if has_ref else np.full(g, np.nan)
     return {"return": returns.mean(1), "normalized_score": score,

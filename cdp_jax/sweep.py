@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import os
 import shutil
@@ -45,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_seed=100_000, batch_size=256, normalize_obs=True,
+        eval_every=2_000, eval_episodes=10, eval_seed=100_000, eval_workers=1, batch_size=256, normalize_obs=True,
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False))
 
 
@@ -79,6 +80,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"gammas must be finite and >= 0, got {g}")
     if cfg.agent not in agent_registry.DIFFUSION and any(float(g) > 0 for g in cfg.gammas):
         raise ValueError(f"agent {cfg.agent!r} has no diffusion model, so gammas must be (0.0,)")
+    if int(cfg.get("eval_workers", 1)) < 0:
+        raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
     for name in ("num_steps", "eval_every", "eval_episodes", "batch_size"):
         if int(cfg[name]) < 1:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
@@ -300,16 +303,25 @@ class Sweep:
         probe_obs, probe_act = data.observations[probe], data.actions[probe]
         bar = tqdm(total=cfg.num_steps, initial=start, desc=f"sweep {grid.size} members", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
-        t0 = time.time()
+        # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
+        wall_before = max((r["wall_time"] for r in rows), default=0.0)
+        self.timing = dict(train_s=0.0, eval_s=0.0, write_s=0.0)
         for step in range(start, cfg.num_steps, cfg.eval_every):
+            t0 = time.perf_counter()
             agents, diverged = state["agents"], state["diverged"]
             parts = [train_chunk(*(layout.group(x, k) for x in (agents, diverged, subsets, seeds)), step)
                      for k in range(layout.num_groups)]
             agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
+            jax.block_until_ready((agents, metrics))
+            t1 = time.perf_counter()
             done = step + cfg.eval_every
             real_agents, real_diverged = layout.unpad(agents), layout.unpad(diverged)
-            rows += self._evaluate(real_agents, real_diverged, policy, info, norm, grid, done, probe_obs, probe_act,
-                                   time.time() - t0)
+            new_rows = self._evaluate(real_agents, real_diverged, policy, info, norm, grid, done, probe_obs, probe_act)
+            t2 = time.perf_counter()
+            self.timing["train_s"] += t1 - t0
+            self.timing["eval_s"] += t2 - t1
+            wall = wall_before + sum(self.timing.values())
+            rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
             metrics = jax.device_get(layout.unpad(metrics))
             train_metrics += [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
                               for i, m in enumerate(grid.members)]
@@ -318,19 +330,24 @@ class Sweep:
             results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
                               ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
             ckpt.save(done, layout.unpad(state))
+            self.timing["write_s"] += time.perf_counter() - t2
             bar.update(cfg.eval_every)
             scores = [r["normalized_score"] for r in rows[-grid.size:]]
             bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
         bar.close()
         ckpt.close()
+        total = sum(self.timing.values())
+        self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
+        atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
         self.finish(rows)
         self.agents, self.grid, self.info = layout.unpad(state["agents"]), grid, info
         return rows
 
-    def _evaluate(self, agents, diverged, policy, info, norm, grid, step, probe_obs, probe_act, wall):
+    def _evaluate(self, agents, diverged, policy, info, norm, grid, step, probe_obs, probe_act):
         cfg = self.cfg
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(grid.seeds)
-        scores = evaluation.evaluate(agents, policy, info, norm, keys, cfg.eval_episodes, cfg.eval_seed)
+        scores = evaluation.evaluate(agents, policy, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
+                                     workers=cfg.eval_workers or os.cpu_count())
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
         spread = evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples)
         lam = evaluation.low_noise_lambda_max(agents, probe_obs, probe_act, key)
@@ -338,7 +355,7 @@ class Sweep:
         return [dict(dataset_id=cfg.dataset_id, agent=cfg.agent, seed=m["seed"], data_fraction=m["data_fraction"],
                      gamma=m["gamma"], step=step, normalized_score=float(scores["normalized_score"][i]),
                      **{"return": float(scores["return"][i])}, success=float(scores["success"][i]),
-                     action_std=float(spread[i]), lambda_max=float(lam[i]), diverged=int(div[i]), wall_time=round(wall, 2))
+                     action_std=float(spread[i]), lambda_max=float(lam[i]), diverged=int(div[i]))
                 for i, m in enumerate(grid.members)]
 
     def finish(self, rows: list[dict]) -> None:

@@ -1,0 +1,133 @@
+"""A flat pool of evaluation environments, stepped in this process or split over worker processes.
+
+``EnvPool(spec, layout, n, workers)`` holds ``n`` copies of one gymnasium environment. ``reset(seeds)`` and
+``step(actions, active)`` act on all of them at once and return flat arrays. With ``workers > 1`` the envs are
+split into contiguous blocks, each owned by one ``spawn``-started process (safe next to JAX's threads); every
+env still sees exactly the same seeds and actions, so the results equal the in-process pool's bit for bit.
+Workers pay off when many envs step per call (a large grid on a many-core GPU host); on 2 cores stay at 1.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import gymnasium as gym
+import numpy as np
+
+
+def flatten_observation(obs, layout) -> np.ndarray:
+    """One environment observation in the loader's flat layout (see :mod:`cdp_jax.data.loading`)."""
+    if isinstance(obs, dict):
+        return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k, _ in layout])
+    return np.asarray(obs, np.float32).reshape(-1)
+
+
+class _Block:
+    """Envs ``[n]`` stepped in one process: the unit both the in-process pool and each worker run."""
+
+    def __init__(self, spec, layout, n: int):
+        self.envs = [gym.make(spec) for _ in range(n)]
+        self.layout = layout
+
+    def reset(self, seeds):
+        return np.stack([flatten_observation(env.reset(seed=int(s))[0], self.layout)
+                         for env, s in zip(self.envs, seeds)])
+
+    def step(self, actions, active):
+        """``(obs [n, D], reward [n], done [n], success [n])``; success is NaN where the env does not report it.
+        Inactive envs are not stepped and return zeros (their obs is left to the caller)."""
+        n = len(self.envs)
+        obs = np.zeros((n, sum(d for _, d in self.layout)), np.float32)
+        reward, done, success = np.zeros(n), np.zeros(n, bool), np.full(n, np.nan)
+        for i in np.flatnonzero(active):
+            o, r, term, trunc, info = self.envs[i].step(actions[i])
+            obs[i], reward[i], done[i] = flatten_observation(o, self.layout), float(r), term or trunc
+            if "success" in info:
+                success[i] = float(info["success"])
+        return obs, reward, done, success
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, spec, layout, n):
+    block = _Block(spec, layout, n)
+    while True:
+        cmd, args = conn.recv()
+        if cmd == "close":
+            block.close()
+            conn.close()
+            return
+        try:
+            conn.send(("ok", getattr(block, cmd)(*args)))
+        except Exception as err:  # noqa: BLE001 - sent back and raised in the parent with its message
+            conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+class EnvPool:
+    """``n`` environments of ``spec`` in ``workers`` processes (1: this process)."""
+
+    def __init__(self, spec, layout, n: int, workers: int = 1):
+        self.n, self.layout = n, layout
+        workers = max(1, min(int(workers), n))
+        if workers == 1:
+            self.local, self.bounds = _Block(spec, layout, n), None
+            return
+        self.local = None
+        edges = np.linspace(0, n, workers + 1).round().astype(int)
+        self.bounds = list(zip(edges[:-1], edges[1:]))
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = [], []
+        saved = os.environ.get("JAX_PLATFORMS")
+        os.environ["JAX_PLATFORMS"] = "cpu"             # a worker that imports jax must not claim the accelerator
+        try:
+            for lo, hi in self.bounds:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, spec, layout, hi - lo), daemon=True)
+                proc.start()
+                self.conns.append(parent)
+                self.procs.append(proc)
+        finally:
+            if saved is None:
+                del os.environ["JAX_PLATFORMS"]
+            else:
+                os.environ["JAX_PLATFORMS"] = saved
+
+    def _call(self, cmd, *arrays):
+        if self.local is not None:
+            return getattr(self.local, cmd)(*arrays)
+        for conn, (lo, hi) in zip(self.conns, self.bounds):
+            conn.send((cmd, tuple(a[lo:hi] for a in arrays)))
+        replies = [conn.recv() for conn in self.conns]
+        for status, payload in replies:
+            if status == "error":
+                raise RuntimeError(f"an evaluation environment failed in a worker: {payload}")
+        parts = [payload for _, payload in replies]
+        return parts[0].__class__(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) \
+            else np.concatenate(parts)
+
+    def reset(self, seeds: np.ndarray) -> np.ndarray:
+        """Resets env ``i`` with ``seeds[i]``; returns flat observations ``[n, obs_dim]``."""
+        return self._call("reset", np.asarray(seeds))
+
+    def step(self, actions: np.ndarray, active: np.ndarray):
+        """Steps the envs where ``active``; returns ``(obs, reward, done, success)``, each ``[n, ...]``."""
+        return self._call("step", np.asarray(actions), np.asarray(active, bool))
+
+    def close(self):
+        if self.local is not None:
+            self.local.close()
+            return
+        for conn in self.conns:
+            conn.send(("close", ()))
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

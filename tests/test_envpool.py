@@ -1,0 +1,45 @@
+"""EnvPool: worker processes step the same environments as the in-process pool, value for value."""
+import gymnasium as gym
+import gymnasium_robotics  # noqa: F401  (registers PointMaze)
+import numpy as np
+import pytest
+
+from cdp_jax.envpool import EnvPool
+
+LAYOUT = (("observation", 4), ("desired_goal", 2))
+
+
+def rollout(workers, n=5, steps=30):
+    rng = np.random.default_rng(0)
+    with EnvPool(gym.spec("PointMaze_UMaze-v3"), LAYOUT, n, workers) as pool:
+        out = [pool.reset(np.arange(n) + 7)]
+        active = np.ones(n, bool)
+        for t in range(steps):
+            active[t % n] = t < 10 or active[t % n]           # some envs sit out some steps
+            active[(t + 2) % n] = t % 3 != 0
+            out += list(pool.step(rng.uniform(-1, 1, (n, 2)), active.copy()))
+    return out
+
+
+def test_workers_give_the_in_process_results_exactly():
+    local, split = rollout(1), rollout(3)
+    assert len(local) == len(split)
+    for a, b in zip(local, split):
+        np.testing.assert_array_equal(a, b)
+    assert local[0].shape == (5, 6)
+
+
+def test_inactive_envs_are_not_stepped():
+    with EnvPool(gym.spec("PointMaze_UMaze-v3"), LAYOUT, 2) as pool:
+        first = pool.reset(np.array([0, 0]))
+        obs, reward, done, _ = pool.step(np.ones((2, 2)), np.array([True, False]))
+        assert not np.array_equal(obs[0], first[0]) and np.all(obs[1] == 0) and reward[1] == 0 and not done[1]
+        again, *_ = pool.step(np.ones((2, 2)), np.array([False, True]))
+        np.testing.assert_array_equal(again[1], obs[0])             # env 1 now takes the step env 0 took
+
+
+def test_a_failing_worker_env_raises_one_message():
+    with EnvPool(gym.spec("PointMaze_UMaze-v3"), LAYOUT, 2, workers=2) as pool:
+        pool.reset(np.array([0, 1]))
+        with pytest.raises(RuntimeError, match="evaluation environment failed"):
+            pool.step(np.ones((2, 5)), np.array([True, True]))       # wrong action shape
