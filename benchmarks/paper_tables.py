@@ -162,7 +162,7 @@ def sweep_config(job: Job, budget: Budget):
 def run_job(job: Job, budget: Budget, workdir: str, report_only: bool = False) -> list[dict]:
     """Runs, resumes or reuses one job's sweep (a changed budget starts it over); returns its final rows.
     ``report_only``: no training, the rows of the last evaluation the job reached (none if it never ran)."""
-    from cdp_jax.checkpoint import fingerprint
+    from cdp_jax.workdir import fingerprint
     from cdp_jax.sweep import Sweep
     path = os.path.join(workdir, "sweeps", job.name)
     if report_only:

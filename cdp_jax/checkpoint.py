@@ -1,32 +1,45 @@
-"""Orbax checkpoints of a sweep, and the workdir's config fingerprint."""
+"""Orbax checkpoints of a training state: ``DIR/checkpoints/<step>``, written atomically, restored with fallback."""
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 import orbax.checkpoint as ocp
 
-from cdp_jax.io import atomic_write_text
-
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be restored; the message says what to do."""
+    """A checkpoint that cannot be restored or written; the message says what to do."""
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text[:160]}"
 
 
 class SweepCheckpoints:
-    """``workdir/checkpoints/<step>``: the whole training state pytree, written atomically by orbax."""
+    """``workdir/checkpoints/<step>``: the whole training state pytree. Orbax writes each step into a temporary
+    folder and renames it, so a crash leaves either the whole step or none of it; temporary leftovers are
+    removed when the next run opens the folder. Only the ``max_to_keep`` newest steps are kept."""
 
-    def __init__(self, workdir: str, max_to_keep: int = 2):
+    def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
+        if read_only and not os.path.isdir(self.directory):
+            raise CheckpointError(f"{workdir!r} holds no checkpoints folder; run experiments.sweep there first")
+        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, cleanup_tmp_directories=not read_only, enable_async_checkpointing=False,
+            read_only=read_only, create=not read_only))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state))
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(state))
+            self.manager.wait_until_finished()
+        except Exception as err:  # noqa: BLE001 - a full disk or a lost folder has the same fix
+            raise CheckpointError(f"could not write the checkpoint of step {step} in {self.directory} "
+                                  f"({_short(err)}); free disk space and rerun the same command: it resumes "
+                                  f"from the last complete checkpoint") from None
 
     def restore(self, step: int, like):
         """Restores ``step`` into the structure, shapes and shardings of ``like``."""
@@ -35,38 +48,21 @@ class SweepCheckpoints:
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # noqa: BLE001 - any orbax failure has the same fix
-            raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be restored ({type(err).__name__}: "
-                                  f"{str(err)[:200]}); delete the folder or rerun with --config.resume=False") from None
+            raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be restored ({_short(err)}); "
+                                  f"delete the folder or rerun with --config.resume=False") from None
+
+    def restore_latest(self, like, max_step: int | None = None):
+        """``(step, state, refused)``: the newest step (at most ``max_step``) that restores, newest first;
+        ``refused`` lists the newer steps that were corrupt or partial. ``(None, None, refused)`` if none does."""
+        refused = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            if max_step is not None and step > max_step:
+                continue
+            try:
+                return step, self.restore(step, like), refused
+            except CheckpointError:
+                refused.append(step)
+        return None, None, refused
 
     def close(self) -> None:
         self.manager.close()
-
-
-def fingerprint(config_dict: dict, ignore=("resume", "overwrite")) -> str:
-    """Canonical JSON of a config without the keys that may change between runs of the same sweep."""
-    return json.dumps({k: v for k, v in config_dict.items() if k not in ignore}, sort_keys=True, default=str, indent=1)
-
-
-def check_workdir(workdir: str, config_dict: dict, overwrite: bool) -> bool:
-    """Creates ``workdir`` if needed, refuses one that is not writable or holds a different config unless
-    ``overwrite``, and records the config. Returns True when the workdir already held this same config."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as err:
-        raise ValueError(f"workdir {workdir!r} is not writable ({err.strerror}); choose another --workdir") from None
-    path = os.path.join(workdir, "config.json")
-    mine = fingerprint(config_dict)
-    if os.path.exists(path):
-        with open(path) as f:
-            theirs = f.read()
-        if theirs == mine:
-            return True
-        if not overwrite:
-            raise ValueError(f"workdir {workdir!r} holds a sweep with a different config ({path}); use another "
-                             f"--workdir, or pass --config.overwrite=True to start over there")
-    atomic_write_text(path, mine)
-    return False

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -21,19 +22,20 @@ class ExportError(ValueError):
 
 def write_exported(path: str, serialized: bytes, header: dict) -> None:
     """``MAGIC | header length (8 bytes) | JSON header | jax.export bytes``, written atomically."""
-    import os
-    import tempfile
+    from cdp_jax.io import atomic_write_bytes
     head = json.dumps(dict(header, format=FORMAT, format_version=FORMAT_VERSION, jax_version=jax.__version__)).encode()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-export-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(MAGIC + len(head).to_bytes(8, "little") + head + serialized)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, MAGIC + len(head).to_bytes(8, "little") + head + serialized)
 
 
 def read_header(path: str) -> tuple[dict, bytes]:
-    with open(path, "rb") as f:
-        blob = f.read()
+    if os.path.isdir(path):
+        raise ExportError(f"{path} is a folder, not an exported policy file; a sweep workdir loads with "
+                          f"cdp_jax.policy.load_policy(workdir, ...)")
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as err:
+        raise ExportError(f"cannot read exported policy {path}: {err.strerror}") from None
     if blob[:4] != MAGIC:
         raise ExportError(f"{path} is not a cdp_jax exported policy (no {MAGIC!r} header)")
     size = int.from_bytes(blob[4:12], "little")

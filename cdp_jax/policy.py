@@ -85,9 +85,14 @@ def _select(members: list, member, **selector) -> int:
 def load_grid(workdir: str, step: int | None = None):
     """``(stacked agents [G], meta, step)`` of a sweep's latest finished checkpoint (or ``step``)."""
     meta_path = os.path.join(workdir, META)
-    ckpt = SweepCheckpoints(workdir)
+    if not os.path.isdir(workdir):
+        hint = "; an exported .cdpx file loads with cdp_jax.exported.load_exported" if os.path.isfile(workdir) else ""
+        raise ValueError(f"{workdir!r} is not a sweep workdir (a folder written by experiments.sweep){hint}")
+    if not os.path.exists(meta_path):
+        raise ValueError(f"{workdir!r} holds no {META}; it is not a sweep workdir, or its sweep never started")
+    ckpt = SweepCheckpoints(workdir, read_only=True)
     latest = ckpt.latest_step()
-    if not os.path.exists(meta_path) or latest is None:
+    if latest is None:
         raise ValueError(f"{workdir!r} holds no finished sweep checkpoint; run experiments.sweep there first")
     with open(meta_path) as f:
         meta = json.load(f)

@@ -33,8 +33,18 @@ def read_csv(path: str) -> list[dict]:
     for row in rows:
         for key, value in row.items():
             if key not in ("dataset_id", "agent"):
-                row[key] = float(value) if value not in ("", "nan") else math.nan
+                row[key] = _number(value)
     return rows
+
+
+def _number(text: str):
+    """The number ``text`` was written from: ``"3"`` -> 3, ``"3.0"`` -> 3.0, so a rewrite is byte-identical."""
+    if text in ("", "nan"):
+        return math.nan
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def mean_ci(values) -> tuple[float, float, float, int]:

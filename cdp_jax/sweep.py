@@ -12,12 +12,16 @@ same subset, same batches), so gamma is the only difference between them.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 
 import jax
@@ -29,13 +33,14 @@ from tqdm import tqdm
 from cdp_jax import agents as agent_registry
 from cdp_jax import evaluation, results
 from cdp_jax.agents.base import HParams
-from cdp_jax.checkpoint import SweepCheckpoints, check_workdir
+from cdp_jax.checkpoint import SweepCheckpoints
 from cdp_jax.data import Subsets, Transitions, load_transitions, make_subsets, sample_batch
 from cdp_jax.data.subsets import SUBSET_KINDS
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
+from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_config
 
 REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
 
@@ -68,6 +73,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     seeds = seeds_of(cfg)
     if not seeds or (isinstance(cfg.seeds, int) and cfg.seeds < 1):
         raise ValueError(f"seeds must be a positive count or a non-empty list, got {cfg.seeds}")
+    for name, values in (("seeds", seeds), ("data_fractions", [float(f) for f in cfg.data_fractions]),
+                         ("gammas", [float(g) for g in cfg.gammas])):
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} has repeated values {tuple(values)}: each grid member must be distinct")
     if not cfg.data_fractions:
         raise ValueError("data_fractions is empty; give at least one fraction in (0, 1]")
     for f in cfg.data_fractions:
@@ -137,6 +146,12 @@ def build_grid(cfg, num_transitions: int, episode_starts: np.ndarray) -> Grid:
                for f, g, s in itertools.product(cfg.data_fractions, cfg.gammas, seeds_of(cfg))]
     subsets = make_subsets(num_transitions, [m["data_fraction"] for m in members], [m["seed"] for m in members],
                            cfg.subset_kind, episode_starts)
+    smallest = int(subsets.count.min())
+    if smallest < cfg.batch_size:
+        frac = min(m["data_fraction"] for m in members)
+        raise ValueError(f"data fraction {frac:g} keeps only {smallest} of {num_transitions} transitions, fewer than "
+                         f"one batch ({cfg.batch_size}); use fractions >= {cfg.batch_size / num_transitions:.2g} or a "
+                         f"smaller batch_size")
     hp = HParams(gamma=jnp.asarray([m["gamma"] for m in members], jnp.float32),
                  eta=jnp.full(len(members), float(cfg.eta), jnp.float32))
     return Grid(members, hp, jnp.asarray([m["seed"] for m in members], jnp.int32), subsets)
@@ -230,41 +245,98 @@ class GridLayout:
         return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
 
+class SweepStopped(Exception):
+    """A run stopped on request at a clean point; ``signal_name`` is ``"SIGINT"`` or ``"SIGTERM"``."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+@contextlib.contextmanager
+def _stop_on_signals(sweep: "Sweep"):
+    """While a sweep runs in the main thread: the first SIGINT/SIGTERM asks it to stop after the current chunk's
+    checkpoint; a second one stops at once (KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if sweep.stop_signal is not None:
+            raise KeyboardInterrupt(f"second {name}")
+        sweep.stop_signal = name
+        print(f"\n{name}: stopping after the current chunk and its checkpoint (send it again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 class Sweep:
-    """Runs a validated config in ``workdir``: ``Sweep(cfg, workdir).run()`` returns the results rows."""
+    """Runs a validated config in ``workdir``: ``Sweep(cfg, workdir).run()`` returns the results rows.
+
+    Everything that can be refused (config, workdir, a second live writer, dataset, grid) is checked before
+    anything is written. ``SIGINT``/``SIGTERM`` stop the run at the next clean point (after the current chunk's
+    checkpoint); a second signal stops at once. Either way the same command resumes."""
 
     def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, progress: bool = True):
         validate(cfg)
         self.cfg, self.workdir, self.progress = cfg, workdir, progress
-        same = check_workdir(workdir, cfg.to_dict(), cfg.overwrite)
+        ensure_writable(workdir)
+        self.lock = WorkdirLock(workdir)
+        try:
+            same = holds_config(workdir, cfg.to_dict(), cfg.overwrite)
+        except ValueError:
+            self.lock.release()
+            raise
         self.fresh = not (same and cfg.resume)
-        if self.fresh:
-            for name in ("checkpoints", "results.csv", "train_metrics.csv"):
-                path = os.path.join(workdir, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                elif os.path.exists(path):
-                    os.remove(path)
+        self.stop_signal = None
 
     def _dataset(self):
         cfg = self.cfg
         import minari
         if cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
+            writes = GENERATORS[cfg.generate].dataset_id
+            if cfg.dataset_id != writes:
+                raise ValueError(f"dataset {cfg.dataset_id!r} is not local, and generator {cfg.generate!r} writes "
+                                 f"{writes!r}: fix --config.dataset_id, or generate it under this id first with "
+                                 f"`python -m cdp_jax.datasets generate {cfg.generate} --dataset-id {cfg.dataset_id}`")
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
         data, info = load_transitions(cfg.dataset_id)
-        return data, info
-
-    def run(self) -> list[dict]:
-        cfg = self.cfg
-        data, info = self._dataset()
-        agent_cls = agent_registry.agent_class(cfg.agent)
+        agent_registry.agent_class(cfg.agent)
         if not info.continuous_actions:
             raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
                              f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
         if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
             raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
                              f"rewards; use an imitation agent such as 'dbc'")
+        return data, info
+
+    def _clear_outputs(self) -> None:
+        for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json"):
+            path = os.path.join(self.workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+    def run(self) -> list[dict]:
+        try:
+            with _stop_on_signals(self):
+                return self._run()
+        finally:
+            self.lock.release()
+
+    def _run(self) -> list[dict]:
+        cfg = self.cfg
+        data, info = self._dataset()
+        agent_cls = agent_registry.agent_class(cfg.agent)
         norm = evaluation.Normalizer(info)
         if cfg.normalize_obs:
             data = data.replace(observations=(data.observations - norm.mean) / norm.std,
@@ -274,6 +346,10 @@ class Sweep:
         data = data.replace(actions=jnp.asarray(norm.to_agent_action(np.asarray(data.actions)), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
         acfg = agent_config(cfg)
+        # Everything is checked: only now does the workdir change.
+        if self.fresh:
+            self._clear_outputs()
+        record_config(self.workdir, cfg.to_dict())
         write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
                           obs_dim=info.obs_dim, act_dim=info.act_dim, obs_mean=norm.mean, obs_std=norm.std,
                           action_low=norm.low, action_high=norm.high, dataset_id=cfg.dataset_id)
@@ -288,11 +364,15 @@ class Sweep:
         state = {"agents": agents, "diverged": diverged}
         start = 0
         rows = []
-        latest = ckpt.latest_step()
-        if latest is not None and not self.fresh:
-            state = layout.pad(ckpt.restore(latest, layout.unpad(state)))
-            start = latest
-            rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
+        if not self.fresh:
+            latest, restored, refused = ckpt.restore_latest(layout.unpad(state), max_step=cfg.num_steps)
+            if refused:
+                print(f"checkpoint step(s) {refused} in {ckpt.directory} are corrupt or partial; "
+                      + (f"resuming from step {latest}, the newest intact one" if latest is not None
+                         else "no intact checkpoint is left: starting over"))
+            if latest is not None:
+                state, start = layout.pad(restored), latest
+                rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
                          if r["step"] <= start] if start else []
 
@@ -334,6 +414,11 @@ class Sweep:
             bar.update(cfg.eval_every)
             scores = [r["normalized_score"] for r in rows[-grid.size:]]
             bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
+            if self.stop_signal is not None and done < cfg.num_steps:
+                bar.close()
+                ckpt.close()
+                raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
+                                   f"saved); rerun the same command to resume", self.stop_signal)
         bar.close()
         ckpt.close()
         total = sum(self.timing.values())

@@ -16,31 +16,34 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "where checkpoints,
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    from cdp_jax.cli import enable_compilation_cache, one_line_errors
     from cdp_jax.sweep import Sweep
     cfg = _CONFIG.value
+    enable_compilation_cache()
     if cfg.get("distributed", False):
         import jax
         jax.distributed.initialize()
-    try:
-        sweep = Sweep(cfg, _WORKDIR.value)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
-    sweep.run()
+    with one_line_errors():
+        Sweep(cfg, _WORKDIR.value).run()
     with open(os.path.join(_WORKDIR.value, "summary.md")) as f:
         print(f.read())
     print(f"results: {_WORKDIR.value}/results.csv   plots: {_WORKDIR.value}/plots/")
 
 
 def parse_flags(argv):
-    """absl flag parsing, with a bad config key or value reported in one line instead of a traceback."""
+    """absl flag parsing, with a bad config file, key or value reported in one line instead of a traceback."""
+    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
+        from cdp_jax.cli import config_help
+        print(__doc__ + "\n" + config_help(argv))
     try:
         return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as err:
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError, NameError,
+            ImportError) as err:
         message = str(err).strip().strip('"').replace("\n", " ")
         if isinstance(err, (AttributeError, KeyError)):
             message = f"unknown config key {message}"
-        sys.exit(f"error: bad command line or config override: {message}. The config's keys and their types are "
-                 f"in the --config file and in cdp_jax/sweep.py:base_config")
+        sys.exit(f"error: bad command line or config: {message}. `python -m experiments.sweep --help` lists the "
+                 f"config keys with their values")
 
 
 if __name__ == "__main__":

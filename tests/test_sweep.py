@@ -111,7 +111,9 @@ def test_bad_workdirs_are_refused(minari_root, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match="not writable"):
         sweep.Sweep(tiny_config(), str(blocker / "workdir"))
-    sweep.Sweep(tiny_config(), str(tmp_path / "w"))
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        sweep.Sweep(tiny_config(), str(blocker))
+    run(tiny_config(num_steps=20), tmp_path / "w")
     with pytest.raises(ValueError, match="holds a sweep with a different config.*overwrite=True"):
         sweep.Sweep(tiny_config(num_steps=60), str(tmp_path / "w"))
     sweep.Sweep(tiny_config(num_steps=60, overwrite=True), str(tmp_path / "w"))
@@ -128,7 +130,7 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
     proc = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={workdir}", "--config.num_steps=20",
                  "--config.eval_every=20", "--config.eval_episodes=1", "--config.seeds=1", "--config.gammas=(0.5,)",
                  "--config.data_fractions=(1.0,)", "--config.agent_config.diffusion.hidden=32",
-                 "--config.generate_steps=600", "--config.dataset_id=local/toy/reach-600-v0"])
+                 "--config.dataset_id=local/toy/reach-v0"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = results.read_csv(workdir / "results.csv")
     assert [(r["gamma"], r["step"]) for r in rows] == [(0.5, 20.0)]

@@ -104,6 +104,8 @@ def _open(dataset_id: str, download: bool):
     local = dataset_id in minari.list_local_datasets()
     if not local and not download:
         raise DatasetError(_not_found(dataset_id))
+    if not local and not _remote_reachable():
+        raise DatasetError(_not_found(dataset_id) + " (no network: the dataset server cannot be reached)")
     try:
         return minari.load_dataset(dataset_id, download=download and not local)
     except DatasetError:
@@ -113,6 +115,23 @@ def _open(dataset_id: str, download: bool):
             raise DatasetError(f"dataset {dataset_id!r} is corrupt or truncated ({type(err).__name__}: {err}); "
                                f"delete it and regenerate or re-download it") from None
         raise DatasetError(_not_found(dataset_id) + f" (download failed: {type(err).__name__})") from None
+
+
+def _remote_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint that Minari downloads from answers a TCP connection within ``timeout``
+    seconds (``HF_HUB_OFFLINE=1`` means no). Without this check an offline machine retries for ~23 s."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _not_found(dataset_id: str) -> str:
@@ -182,6 +201,13 @@ def load_transitions(dataset_id: str, *, download: bool = True, reward_tune: str
                            f"episodes hold {count}; delete it and regenerate or re-download it")
     cat = lambda parts: np.concatenate(parts, axis=0)
     obs_np, act_np, rew_np, ends_np = cat(obs), cat(act), cat(rew), cat(ends)
+    last_obs = np.stack([o[-1] for o in next_obs])           # each episode's final observation
+    for name, arr in (("observations", obs_np), ("observations", last_obs), ("actions", act_np), ("rewards", rew_np)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"dataset {dataset_id!r} has {int(bad.sum())} NaN/inf values in its {name} (first in "
+                               f"row {first}); clean or regenerate the dataset")
     rewards = tune_rewards(rew_np, ends_np, reward_tune).astype(np.float32)
     space = ds.action_space
     meta = ds.storage.metadata

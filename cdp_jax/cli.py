@@ -1,0 +1,67 @@
+"""What every command-line entry point shares: the persistent compilation cache, one-line errors, config help."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+
+CACHE_ENV = "CDP_JAX_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """Turns on JAX's persistent compilation cache, so a second run skips compilation. The folder is
+    ``$CDP_JAX_CACHE`` (an empty value turns the cache off), else ``~/.cache/cdp_jax/jax``. Returns it."""
+    import jax
+    path = os.environ.get(CACHE_ENV, os.path.join(os.path.expanduser("~"), ".cache", "cdp_jax", "jax"))
+    if not path:
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Turns the failures a user can fix into one line on stderr and a non-zero exit, never a traceback:
+    bad input (``ValueError``, which dataset and checkpoint errors are), OS errors (a full disk, a lost folder),
+    and a stop on request (exit 130 for SIGINT, 143 for SIGTERM)."""
+    from cdp_jax.sweep import SweepStopped
+    try:
+        yield
+    except SweepStopped as err:
+        print(str(err), file=sys.stderr)
+        sys.exit(130 if err.signal_name == "SIGINT" else 143)
+    except KeyboardInterrupt:
+        print("stopped at once; the workdir keeps its last complete checkpoint: rerun the same command to resume",
+              file=sys.stderr)
+        sys.exit(130)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        sys.exit(f"error: {err.strerror or err}{where}; fix it (free disk space, permissions) and rerun the same "
+                 f"command: it resumes from the last complete checkpoint")
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
+def config_help(argv: list[str], default: str = "experiments/configs/quickstart.py") -> str:
+    """The keys of the ``--config`` file named in ``argv`` (or ``default``) with their values, as overrides."""
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default)
+    path, _, arg = path.partition(":")
+    try:
+        spec = importlib.util.spec_from_file_location("cdp_config_help", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        cfg = module.get_config(arg) if arg else module.get_config()
+    except Exception as err:  # noqa: BLE001 - help must not fail
+        return f"(cannot read config {path!r}: {type(err).__name__}: {err})"
+    lines = [f"Config keys of {path}{':' + arg if arg else ''} (override any with --config.KEY=VALUE):"]
+    lines += [f"  --config.{k}={v!r}" for k, v in _flatten(cfg.to_dict())]
+    return "\n".join(lines) + "\n"
