@@ -36,10 +36,15 @@ def parse_flags(argv):
         from cdp_jax.cli import config_help
         print(__doc__ + "\n" + config_help(argv))
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
+        _CONFIG.value.keys()               # config_flags defers a file that is missing or does not parse
+        return rest
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError, NameError,
             ImportError) as err:
-        message = str(err).strip().strip('"').replace("\n", " ")
+        message = " ".join(str(err).strip().strip('"').split())
+        if "Failed loading config file" in str(err) or "earlier failure to load" in str(err):
+            cause = [line.strip() for line in str(err).splitlines() if line.strip()][-1]
+            message = f"cannot load the --config file: {cause}"
         if isinstance(err, (AttributeError, KeyError)):
             message = f"unknown config key {message}"
         sys.exit(f"error: bad command line or config: {message}. `python -m experiments.sweep --help` lists the "

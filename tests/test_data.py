@@ -1,10 +1,13 @@
 """The Minari data layer on datasets the project generates itself."""
 import json
+import time
 
 import chex
 import jax
 import jax.numpy as jnp
 import minari
+import time
+
 import numpy as np
 import pytest
 
@@ -146,3 +149,32 @@ def test_unrecoverable_environment_gets_one_clear_message(minari_root, tmp_path,
 def test_generate_cli_refuses_bad_names():
     from cdp_jax.datasets.__main__ import main
     assert main(["generate", "pointmaze-huge", "--steps", "10"]) == 2
+
+
+@pytest.mark.parametrize("field", ["observations", "actions", "rewards"])
+def test_non_finite_values_are_refused_at_load(minari_root, field):
+    import gymnasium as gym
+    import minari
+    from cdp_jax.datasets.writing import episode_buffer
+    arrays = dict(observations=np.zeros((6, 2), np.float32), actions=np.zeros((5, 1), np.float32),
+                  rewards=np.ones(5))
+    arrays[field][3] = np.inf if field == "rewards" else np.nan
+    dataset_id = f"local/test/nonfinite-{field}-v0"
+    minari.create_dataset_from_buffers(dataset_id, [episode_buffer(arrays["observations"], arrays["actions"],
+                                       arrays["rewards"], np.zeros(5), np.ones(5))],
+                                       env=gym.make("MountainCarContinuous-v0"))
+    with pytest.raises(D.DatasetError, match=f"NaN/inf values in its {field} \\(first in row 3\\); clean or regenerate"):
+        D.load_transitions(dataset_id)
+
+
+def test_unknown_dataset_fails_fast_without_a_network(minari_root, monkeypatch):
+    """Without HF_HUB_OFFLINE the huggingface client retries for ~23 s; the reachability probe answers at once."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    from cdp_jax.data import loading
+    if loading._remote_reachable():                  # a machine with a network: take it away
+        monkeypatch.setattr(loading, "_remote_reachable", lambda timeout=3.0: False)
+    t0 = time.time()
+    with pytest.raises(D.DatasetError, match="neither local .*no network"):
+        D.load_transitions("mujoco/hopper/nowhere-v9")
+    assert time.time() - t0 < 8.0

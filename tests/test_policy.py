@@ -57,8 +57,21 @@ def test_exported_policy_runs_in_a_fresh_process_without_training_code(trained, 
 
 def test_bad_input(trained, tmp_path):
     _, workdir = trained
-    with pytest.raises(ValueError, match="no finished sweep checkpoint"):
-        load_policy(str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no policy_meta.json; it is not a sweep workdir"):
+        load_policy(str(empty))
+    assert os.listdir(empty) == []                                   # nothing created
+    with pytest.raises(ValueError, match="is not a sweep workdir"):
+        load_policy(str(tmp_path / "missing"))
+    assert not os.path.exists(tmp_path / "missing")
+    from shutil import copy
+    started = tmp_path / "started"                                  # a sweep that never reached its first checkpoint
+    started.mkdir()
+    copy(os.path.join(workdir, "policy_meta.json"), started)
+    with pytest.raises(ValueError, match="no checkpoints folder"):
+        load_policy(str(started))
+    assert sorted(os.listdir(started)) == ["policy_meta.json"]
     with pytest.raises(ValueError, match="matches 4 members, not exactly one"):
         load_policy(workdir, gamma=0.1)
     with pytest.raises(ValueError, match="matches 0 members"):
@@ -69,3 +82,16 @@ def test_bad_input(trained, tmp_path):
     open(path, "wb").write(blob)
     with pytest.raises(ExportError, match="incompatible cdp_jax export format"):
         load_exported(path)
+    with pytest.raises(ExportError, match="is a folder.*load_policy"):
+        load_exported(workdir)                                        # a workdir given to the exported loader
+    with pytest.raises(ValueError, match="is not a sweep workdir.*load_exported"):
+        load_policy(path)                                             # an exported file given to load_policy
+    (tmp_path / "random.bin").write_bytes(b"\x00" * 64)
+    with pytest.raises(ExportError, match="not a cdp_jax exported policy"):
+        load_exported(str(tmp_path / "random.bin"))
+    with pytest.raises(ExportError, match="cannot read exported policy"):
+        load_exported(str(tmp_path / "nothing.cdpx"))
+    good = load_policy(workdir, member=0).export(str(tmp_path / "q.cdpx"))
+    open(good, "r+b").truncate(os.path.getsize(good) - 100)           # a partial copy
+    with pytest.raises(ExportError, match="cannot be deserialised"):
+        load_exported(good)

@@ -171,3 +171,45 @@ def test_paper_configs_carry_per_task_settings(path, task, dataset_id, eta, temp
     cfg = importlib.import_module(f"experiments.configs.{path}").get_config(task)
     assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (dataset_id, "edp", eta, temperature)
     sweep.validate(cfg)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(seeds=(0, 0)), "seeds has repeated values"),
+    (dict(data_fractions=(1e-9,)), "keeps only 1 of 600 transitions, fewer than one batch"),
+    (dict(dataset_id="local/toy/raech-v0"), "is not local, and generator 'toy-reach' writes 'local/toy/reach-v0'"),
+])
+def test_bad_input_found_at_run_start_writes_nothing(minari_root, tmp_path, overrides, message):
+    import minari
+    with pytest.raises(ValueError, match=message):
+        sweep.Sweep(tiny_config(**overrides), str(tmp_path / "w")).run()
+    written = os.listdir(tmp_path / "w") if os.path.exists(tmp_path / "w") else []
+    assert written in ([], [".lock"])                               # no config.json to block the corrected rerun
+    assert "local/toy/raech-v0" not in minari.list_local_datasets()
+    run(tiny_config(num_steps=20), tmp_path / "w")                  # the corrected rerun in the same workdir
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(minari_root, tmp_path, capsys):
+    _, reference = run(tiny_config(), tmp_path / "w")
+    latest = tmp_path / "w" / "checkpoints" / "40"
+    for root, _, files in os.walk(latest):
+        for name in files:
+            open(os.path.join(root, name), "r+b").truncate(7)             # every file of step 40 damaged
+    capsys.readouterr()
+    _, again = run(tiny_config(), tmp_path / "w")
+    out = capsys.readouterr().out
+    assert "checkpoint step(s) [40]" in out and "resuming from step 20, the newest intact one" in out
+    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in again] == \
+        [{k: v for k, v in r.items() if k != "wall_time"} for r in reference]
+
+
+def test_missing_or_broken_config_file_gets_one_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(:\n")
+    for config in (tmp_path / "missing.py", broken):
+        proc = _cli([f"--config={config}", f"--workdir={tmp_path / 'w'}"])
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert proc.stderr.strip().startswith("error: bad command line or config") and \
+            len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not os.path.exists(tmp_path / "w")
+    help_text = _cli(["--config=experiments/configs/quickstart.py", "--help"]).stdout
+    assert "--config.gammas=" in help_text and "--config.agent_config" in help_text
