@@ -19,7 +19,6 @@ import tempfile
 import time
 
 import gymnasium as gym
-import gymnasium_robotics  # noqa: F401  (registers PointMaze)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,7 +28,10 @@ from benchmarks.sweep_throughput import grid_seconds, synthetic_data
 from benchmarks.timing import median_seconds
 from cdp_jax.agents.base import HParams
 from cdp_jax.agents.edp import EDPAgent, default_config
+from cdp_jax.envpool import register_robotics_envs
 from cdp_jax.io import atomic_write_text
+
+register_robotics_envs()
 
 OBS, ACT = 11, 3
 PARTS = ("edp", "grids", "dbc", "sampler", "eval", "sweep")

@@ -59,6 +59,8 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
     import os
 
     import numpy as np
+    if num_states < 1:
+        raise ValueError(f"num_states must be >= 1 (dataset states to measure at), got {num_states}")
 
     from cdp_jax import results
     from cdp_jax.data import load_transitions

@@ -15,6 +15,15 @@ import gymnasium as gym
 import numpy as np
 
 
+def register_robotics_envs() -> None:
+    """Imports gymnasium-robotics (which registers PointMaze, AntMaze, ...) without its import-time notice about
+    Adroit reward versions, which concerns environments this project never uses."""
+    import contextlib
+    import io
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics  # noqa: F401
+
+
 def flatten_observation(obs, layout) -> np.ndarray:
     """One environment observation in the loader's flat layout (see :mod:`cdp_jax.data.loading`)."""
     if isinstance(obs, dict):
@@ -52,6 +61,7 @@ class _Block:
 
 
 def _worker(conn, spec, layout, n):
+    register_robotics_envs()
     block = _Block(spec, layout, n)
     while True:
         cmd, args = conn.recv()

@@ -114,3 +114,23 @@ def load_policy(workdir: str, member: int | None = None, *, seed: int | None = N
     agents, meta, step = load_grid(workdir, step)
     index = _select(meta["members"], member, seed=seed, data_fraction=data_fraction, gamma=gamma)
     return Policy(jax.tree.map(lambda x: x[index], agents), meta, meta["members"][index], step)
+
+
+def members_table(workdir: str) -> str:
+    """A Markdown table of a sweep's grid members: the index ``load_policy(workdir, member=i)`` takes, seed,
+    data fraction, γ, and the last evaluated step and normalised score in ``results.csv``."""
+    from cdp_jax import results
+    meta_path = os.path.join(workdir, META)
+    if not os.path.exists(meta_path):
+        raise ValueError(f"{workdir!r} holds no {META}; it is not a sweep workdir, or its sweep never started")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    last = {(r["seed"], r["data_fraction"], r["gamma"]): r
+            for r in results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))}
+    lines = [f"Members of {workdir} ({meta['agent']} on {meta['dataset_id']}):", "",
+             "| member | seed | data fraction | γ | last step | normalised score |", "|---|---|---|---|---|---|"]
+    for i, m in enumerate(meta["members"]):
+        r = last.get((m["seed"], m["data_fraction"], m["gamma"]))
+        step, score = (r["step"], f"{r['normalized_score']:.1f}") if r else ("–", "–")
+        lines.append(f"| {i} | {m['seed']} | {m['data_fraction']:g} | {m['gamma']:g} | {step} | {score} |")
+    return "\n".join(lines) + "\n"

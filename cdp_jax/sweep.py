@@ -40,8 +40,10 @@ from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
+from cdp_jax.tensorboard import MemberBoards
 from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_config
 
+EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_max")
 REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
 
 
@@ -52,7 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
         eval_every=2_000, eval_episodes=10, eval_seed=100_000, eval_workers=1, batch_size=256, normalize_obs=True,
-        consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False))
+        consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
+        tensorboard=True))
 
 
 def seeds_of(cfg) -> list[int]:
@@ -319,7 +322,7 @@ class Sweep:
         return data, info
 
     def _clear_outputs(self) -> None:
-        for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json"):
+        for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard"):
             path = os.path.join(self.workdir, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -383,6 +386,7 @@ class Sweep:
         probe_obs, probe_act = data.observations[probe], data.actions[probe]
         bar = tqdm(total=cfg.num_steps, initial=start, desc=f"sweep {grid.size} members", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
+        boards = MemberBoards(self.workdir, grid.members, cfg.tensorboard)
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
         wall_before = max((r["wall_time"] for r in rows), default=0.0)
         self.timing = dict(train_s=0.0, eval_s=0.0, write_s=0.0)
@@ -403,8 +407,11 @@ class Sweep:
             wall = wall_before + sum(self.timing.values())
             rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
             metrics = jax.device_get(layout.unpad(metrics))
-            train_metrics += [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
-                              for i, m in enumerate(grid.members)]
+            new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
+                           for i, m in enumerate(grid.members)]
+            train_metrics += new_metrics
+            boards.log(done, [{**{f"train/{k}": m[k] for k in metrics}, **{f"eval/{k}": r[k] for k in EVAL_SCALARS}}
+                              for m, r in zip(new_metrics, new_rows)])
             state = {"agents": agents, "diverged": diverged}
             results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
             results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
@@ -417,10 +424,12 @@ class Sweep:
             if self.stop_signal is not None and done < cfg.num_steps:
                 bar.close()
                 ckpt.close()
+                boards.close()
                 raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
                                    f"saved); rerun the same command to resume", self.stop_signal)
         bar.close()
         ckpt.close()
+        boards.close()
         total = sum(self.timing.values())
         self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
         atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))

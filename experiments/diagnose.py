@@ -11,6 +11,8 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     from cdp_jax.diagnostics import diagnose_sweep
+    if _STATES.value < 1:
+        sys.exit(f"error: --states must be >= 1 (dataset states to measure at), got {_STATES.value}")
     try:
         rows = diagnose_sweep(_WORKDIR.value, _STATES.value)
     except ValueError as err:

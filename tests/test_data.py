@@ -146,9 +146,15 @@ def test_unrecoverable_environment_gets_one_clear_message(minari_root, tmp_path,
         info.make_env()
 
 
-def test_generate_cli_refuses_bad_names():
+def test_generate_cli_refuses_bad_names_and_existing_ids_at_once(minari_root, capsys):
     from cdp_jax.datasets.__main__ import main
     assert main(["generate", "pointmaze-huge", "--steps", "10"]) == 2
+    t0 = time.time()
+    assert main(["generate", "pointmaze-umaze", "--steps", "1000000"]) == 2       # exists: refused before collecting
+    assert time.time() - t0 < 5.0 and "already exists" in capsys.readouterr().err
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "local/pointmaze/umaze-v0" in out and "3000 steps" in out and "pointmaze-medium" in out
 
 
 @pytest.mark.parametrize("field", ["observations", "actions", "rewards"])

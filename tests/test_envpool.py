@@ -1,10 +1,11 @@
 """EnvPool: worker processes step the same environments as the in-process pool, value for value."""
 import gymnasium as gym
-import gymnasium_robotics  # noqa: F401  (registers PointMaze)
 import numpy as np
 import pytest
 
-from cdp_jax.envpool import EnvPool
+from cdp_jax.envpool import EnvPool, register_robotics_envs
+
+register_robotics_envs()
 
 LAYOUT = (("observation", 4), ("desired_goal", 2))
 

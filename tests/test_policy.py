@@ -95,3 +95,19 @@ def test_bad_input(trained, tmp_path):
     open(good, "r+b").truncate(os.path.getsize(good) - 100)           # a partial copy
     with pytest.raises(ExportError, match="cannot be deserialised"):
         load_exported(good)
+
+
+def test_members_are_listed_with_the_index_load_policy_takes(trained):
+    from cdp_jax.policy import members_table
+    s, workdir = trained
+    table = members_table(workdir)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(s.grid.members)
+    for i, m in enumerate(s.grid.members):
+        cells = [c.strip() for c in rows[i].strip("|").split("|")]
+        assert cells[:4] == [str(i), str(m["seed"]), f"{m['data_fraction']:g}", f"{m['gamma']:g}"]
+        assert load_policy(workdir, member=i).member == m
+    proc = subprocess.run([sys.executable, "-m", "experiments.members", f"--workdir={workdir}"],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == table.strip()

@@ -213,3 +213,63 @@ def test_missing_or_broken_config_file_gets_one_line(tmp_path):
     assert not os.path.exists(tmp_path / "w")
     help_text = _cli(["--config=experiments/configs/quickstart.py", "--help"]).stdout
     assert "--config.gammas=" in help_text and "--config.agent_config" in help_text
+
+
+def _event_scalars(folder) -> dict:
+    """``{(tag, step): value}`` from TensorBoard event files (TFRecord framing: length, crc, Event proto, crc)."""
+    import struct
+    from tensorboardX.proto import event_pb2
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        blob = open(os.path.join(folder, name), "rb").read()
+        pos = 0
+        while pos < len(blob):
+            (length,) = struct.unpack("<Q", blob[pos:pos + 8])
+            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+            pos += 16 + length
+            for v in event.summary.value:
+                out[(v.tag, event.step)] = v.simple_value
+    return out
+
+
+def test_tensorboard_scalars_per_member_match_the_results(minari_root, tmp_path):
+    _, rows = run(tiny_config(), tmp_path / "tb")
+    runs = sorted(os.listdir(tmp_path / "tb" / "tensorboard"))
+    assert len(runs) == 8 and "seed1_frac0.5_gamma0.1" in runs
+    scalars = _event_scalars(tmp_path / "tb" / "tensorboard" / "seed1_frac0.5_gamma0.1")
+    mine = [r for r in rows if (r["seed"], r["data_fraction"], r["gamma"]) == (1, 0.5, 0.1)]
+    for r in mine:
+        np.testing.assert_allclose(scalars[("eval/action_std", r["step"])], r["action_std"], rtol=1e-6)
+        np.testing.assert_allclose(scalars[("eval/return", r["step"])], r["return"], rtol=1e-6)
+    metrics = [m for m in results.read_csv(tmp_path / "tb" / "train_metrics.csv")
+               if (m["seed"], m["data_fraction"], m["gamma"]) == (1, 0.5, 0.1)]
+    np.testing.assert_allclose(scalars[("train/loss", 40)], metrics[-1]["loss"], rtol=1e-6)
+    run(tiny_config(tensorboard=False), tmp_path / "off")
+    assert not os.path.exists(tmp_path / "off" / "tensorboard")
+
+
+def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(minari_root, tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from cdp_jax.cli import one_line_errors
+    _, reference = run(tiny_config(), tmp_path / "ref")
+    original, calls = ocp.CheckpointManager.save, []
+
+    def full_disk(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(SystemExit) as stop, one_line_errors():
+        run(tiny_config(), tmp_path / "w")
+    message = str(stop.value.code)
+    assert "could not write the checkpoint of step 40" in message and "No space left on device" in message
+    assert "rerun the same command" in message and "\n" not in message
+    monkeypatch.setattr(ocp.CheckpointManager, "save", original)
+    _, resumed = run(tiny_config(), tmp_path / "w")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    assert drop(resumed) == drop(reference)

@@ -15,7 +15,7 @@ from cdp_jax.datasets.registry import GENERATORS, generate
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cdp_jax.datasets", description="Generate Minari datasets offline.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="list the generators")
+    sub.add_parser("list", help="list the datasets on disk and the generators")
     gen = sub.add_parser("generate", help="generate a dataset under $MINARI_DATASETS_PATH")
     gen.add_argument("name", help=f"one of {sorted(GENERATORS) + ['mujoco']}")
     gen.add_argument("--steps", type=int, default=None, help="number of transitions (default: the generator's)")
@@ -35,6 +35,15 @@ def main(argv=None) -> int:
     mj.add_argument("--official-ids", action="store_true", help="write mujoco/ENV/LEVEL-v0 instead of local/...")
     args = parser.parse_args(argv)
     if args.command == "list":
+        import minari
+
+        from cdp_jax.datasets.writing import datasets_root
+        local = minari.list_local_datasets()
+        print(f"Datasets on disk under {datasets_root()} ({len(local)}):")
+        for did, meta in sorted(local.items()):
+            print(f"  {did:36s} {int(meta.get('total_steps', 0)):>9d} steps {int(meta.get('total_episodes', 0)):>7d} "
+                  f"episodes")
+        print("Generators (python -m cdp_jax.datasets generate NAME):")
         for g in GENERATORS.values():
             print(f"{g.name:18s} {g.dataset_id:28s} {g.default_steps:>9d} steps  {g.summary}")
         print(f"{'mujoco':18s} {'local/mujoco/ENV/LEVEL-v0':28s} {1_000_000:>9d} steps  SAC behaviour policies "

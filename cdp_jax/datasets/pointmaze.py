@@ -16,11 +16,13 @@ from __future__ import annotations
 import collections
 
 import gymnasium as gym
-import gymnasium_robotics  # noqa: F401  (registers the PointMaze environments)
 import numpy as np
 from tqdm import tqdm
 
 from cdp_jax.datasets.writing import episode_buffer, mean_return, write_dataset
+from cdp_jax.envpool import register_robotics_envs
+
+register_robotics_envs()
 
 MAZES = {"open": ("PointMaze_Open-v3", 300), "umaze": ("PointMaze_UMaze-v3", 300),
          "medium": ("PointMaze_Medium-v3", 600), "large": ("PointMaze_Large-v3", 800)}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from cdp_jax.datasets.writing import refuse_existing
+
 
 @dataclasses.dataclass(frozen=True)
 class Generator:
@@ -51,4 +53,6 @@ def generate(name: str, dataset_id: str | None = None, num_steps: int | None = N
     num_steps = gen.default_steps if num_steps is None else int(num_steps)
     if num_steps < 1:
         raise ValueError(f"--steps must be >= 1, got {num_steps}")
-    return gen.run(dataset_id or gen.dataset_id, num_steps, seed, overwrite, progress)
+    dataset_id = dataset_id or gen.dataset_id
+    refuse_existing(dataset_id, overwrite)                 # before collecting a single step
+    return gen.run(dataset_id, num_steps, seed, overwrite, progress)

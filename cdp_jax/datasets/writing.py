@@ -39,6 +39,13 @@ def episode_buffer(observations, actions, rewards, terminations, truncations, se
                          truncations=np.asarray(truncations, bool))
 
 
+def refuse_existing(dataset_id: str, overwrite: bool) -> None:
+    """Raises ``FileExistsError`` when ``dataset_id`` exists and ``overwrite`` is off: call it before collecting."""
+    final = os.path.join(datasets_root(), dataset_id)
+    if os.path.exists(final) and not overwrite:
+        raise FileExistsError(f"dataset {dataset_id!r} already exists at {final}; pass --overwrite to replace it")
+
+
 def write_dataset(dataset_id: str, episodes: list[EpisodeBuffer], *, env_spec: gym.envs.registration.EnvSpec,
                   eval_env_spec: gym.envs.registration.EnvSpec, ref_min_score: float, ref_max_score: float,
                   algorithm_name: str, description: str, overwrite: bool = False) -> str:
@@ -49,8 +56,7 @@ def write_dataset(dataset_id: str, episodes: list[EpisodeBuffer], *, env_spec: g
     """
     root = datasets_root()
     final = os.path.join(root, dataset_id)
-    if os.path.exists(final) and not overwrite:
-        raise FileExistsError(f"dataset {dataset_id!r} already exists at {final}; pass --overwrite to replace it")
+    refuse_existing(dataset_id, overwrite)
     os.makedirs(root, exist_ok=True)
     tmp_root = tempfile.mkdtemp(prefix=".tmp-generate-", dir=root)
     try:
