@@ -110,8 +110,16 @@ def save_figure(fig, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _seeds_note(rows: list[dict]) -> str:
+    n = sorted({len({r["seed"] for r in rows if (r["data_fraction"], r["gamma"]) == key})
+                for key in {(r["data_fraction"], r["gamma"]) for r in rows}})
+    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
+    return f"mean ± 95% t-interval over {seeds} seeds"
+
+
 def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") -> list[str]:
-    """Learning curves, score vs data fraction per γ, and γ sensitivity per fraction. Returns the paths."""
+    """Learning curves, score vs data fraction per γ, and γ sensitivity per fraction. Returns the paths.
+    Every band and error bar is the 95% t-interval over seeds, and each figure says so."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,9 +128,10 @@ def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") ->
         return []
     fractions = sorted({r["data_fraction"] for r in rows}, reverse=True)
     gammas = sorted({r["gamma"] for r in rows})
+    note = _seeds_note(rows)
     paths = []
 
-    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.4), squeeze=False, sharey=True)
     for ax, frac in zip(axes[0], fractions):
         for gamma in gammas:
             sel = [r for r in rows if r["data_fraction"] == frac and r["gamma"] == gamma]
@@ -132,30 +141,39 @@ def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") ->
             ci = np.nan_to_num(np.array([s[2] for s in stats_]))
             ax.plot(steps, mean, marker="o", label=f"γ={gamma:g}")
             ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
-        ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("gradient step"), ax.set_ylabel(metric)
+        ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("gradient step")
+    axes[0][0].set_ylabel(metric)
     axes[0][0].legend()
+    fig.suptitle(f"Learning curves: {note} (shaded)", fontsize=10)
+    fig.tight_layout()
     paths.append(os.path.join(outdir, "learning_curves.png"))
     save_figure(fig, paths[-1])
 
     table = summarize(rows, metric)
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for gamma in gammas:
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for k, gamma in enumerate(gammas):
         sel = sorted((r for r in table if r["gamma"] == gamma), key=lambda r: r["data_fraction"])
-        ax.errorbar([r["data_fraction"] for r in sel], [r["mean"] for r in sel],
+        dodge = 1.0 + 0.06 * (k - (len(gammas) - 1) / 2)          # side by side, so no bar hides another
+        ax.errorbar([r["data_fraction"] * dodge for r in sel], [r["mean"] for r in sel],
                     yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o", capsize=3, label=f"γ={gamma:g}")
-    ax.set_xscale("log"), ax.set_xlabel("data fraction"), ax.set_ylabel(f"final {metric}"), ax.legend()
+    ax.set_xscale("log")
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("data fraction"), ax.set_ylabel(f"final {metric}"), ax.legend()
+    ax.set_title(f"Final score vs data: {note}", fontsize=9)
     paths.append(os.path.join(outdir, "score_vs_fraction.png"))
     save_figure(fig, paths[-1])
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    positive = [g for g in gammas if g > 0]
-    for frac in fractions:
-        sel = sorted((r for r in table if r["data_fraction"] == frac), key=lambda r: r["gamma"])
-        xs = [r["gamma"] if r["gamma"] > 0 else (min(positive) / 10 if positive else 1e-3) for r in sel]
-        ax.errorbar(xs, [r["mean"] for r in sel], yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o",
-                    capsize=3, label=f"fraction {frac:g}")
-    ax.set_xscale("log"), ax.set_xlabel("γ (γ = 0 drawn one decade left)"), ax.set_ylabel(f"final {metric}")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(4.8, 3.4))
+    for k, frac in enumerate(fractions):
+        sel = {r["gamma"]: r for r in table if r["data_fraction"] == frac}
+        xs = [i + 0.08 * (k - (len(fractions) - 1) / 2) for i, g in enumerate(gammas) if g in sel]
+        ax.errorbar(xs, [sel[g]["mean"] for g in gammas if g in sel],
+                    yerr=np.nan_to_num([sel[g]["ci95"] for g in gammas if g in sel]), marker="o", capsize=3,
+                    label=f"fraction {frac:g}")
+    ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])      # γ as categories: 0 is a real tick
+    ax.set_xlabel("contraction weight γ"), ax.set_ylabel(f"final {metric}"), ax.legend()
+    ax.set_title(f"γ sensitivity: {note}", fontsize=9)
     paths.append(os.path.join(outdir, "gamma_sensitivity.png"))
     save_figure(fig, paths[-1])
     return paths

@@ -77,26 +77,31 @@ def train(cfg: ml_collections.ConfigDict):
 
 
 def plot(path: str, snapshots: np.ndarray, steps, gammas) -> None:
+    """Sampled actions (dots, drawn over the hollow mode markers so collapsed samples stay visible) per γ and step."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from cdp_jax.results import save_figure
     n_rows, n_cols = len(gammas), len(steps)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.4 * n_cols, 2.4 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.6 * n_rows), squeeze=False,
+                             sharex=True, sharey=True)
     for g, gamma in enumerate(gammas):
         for s, step in enumerate(steps):
             ax = axes[g, s]
-            ax.scatter(snapshots[s, g, :, 0], snapshots[s, g, :, 1], s=1, alpha=0.4)
-            ax.scatter(CENTRES[:, 0], CENTRES[:, 1], marker="x", c="r", s=20)
-            ax.set_xlim(-1.05, 1.05), ax.set_ylim(-1.05, 1.05), ax.set_xticks([]), ax.set_yticks([])
+            ax.scatter(CENTRES[:, 0], CENTRES[:, 1], marker="o", s=90, facecolors="none", edgecolors="tab:red",
+                       linewidths=1.2, zorder=1, label="mode centres")
+            ax.scatter(snapshots[s, g, :, 0], snapshots[s, g, :, 1], s=2, alpha=0.5, c="tab:blue", zorder=2,
+                       label=f"{snapshots.shape[2]} sampled actions")
+            ax.set_xlim(-1.05, 1.05), ax.set_ylim(-1.05, 1.05), ax.set_xticks([-1, 0, 1]), ax.set_yticks([-1, 0, 1])
             if g == 0:
                 ax.set_title(f"step {step}")
             if s == 0:
-                ax.set_ylabel("Standard" if gamma == 0 else f"CDP ($\\gamma$={gamma:g})")
+                ax.set_ylabel("Standard (γ = 0)" if gamma == 0 else f"CDP (γ = {gamma:g})")
+    axes[0, -1].legend(loc="lower right", fontsize=7, markerscale=2)
+    fig.suptitle("Toy 2-D bimodal imitation: samples of the diffusion policy (action x, y)", fontsize=10)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def run(outdir: str, cfg: ml_collections.ConfigDict | None = None) -> dict:
