@@ -139,7 +139,7 @@ def jobs_for(datasets: list[Dataset], budget: Budget) -> list[Job]:
 
 def sweep_config(job: Job, budget: Budget):
     """The sweep config of one job: the project's paper configs with the preset's budget."""
-    from cdp_jax.sweep import base_config
+    from cdp_jax.config import base_config
     ds = job.dataset
     cfg = base_config()
     cfg.dataset_id, cfg.generate, cfg.generate_steps = ds.dataset_id, ds.generate, ds.generate_steps

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
 from cdp_jax.data import Subsets, Transitions
-from cdp_jax.sweep import make_train_chunk
+from cdp_jax.grid import make_train_chunk
 
 OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
 

@@ -74,7 +74,8 @@ def eval_env_steps_per_second(members: int = 8, envs: int = 5, steps: int = 100)
 def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10) -> dict:
     """Timing of a real EDP/CDP sweep of ``members`` members (seeds x γ ∈ {0, 0.1}) on a 100k-step PointMaze-UMaze
     dataset generated in a temporary Minari root: train, evaluation and write seconds, and the evaluation share."""
-    from cdp_jax.sweep import Sweep, base_config
+    from cdp_jax.config import base_config
+    from cdp_jax.sweep import Sweep
     root = tempfile.mkdtemp(prefix="cdp-bench-")
     os.environ["MINARI_DATASETS_PATH"] = os.path.join(root, "minari")
     cfg = base_config()

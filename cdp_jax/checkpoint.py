@@ -1,7 +1,9 @@
 """Orbax checkpoints of a training state: ``DIR/checkpoints/<step>``, written atomically, restored with fallback."""
 from __future__ import annotations
 
+import gc
 import os
+import sys
 
 import jax
 import orbax.checkpoint as ocp
@@ -14,6 +16,17 @@ class CheckpointError(ValueError):
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__}: {text[:160]}"
+
+
+def _drop_abandoned_reads() -> None:
+    """A failed orbax restore leaves read coroutines that were never awaited; collect them now, quietly, so that
+    the one-line message about the corrupt step is not followed by pages of "Exception ignored" at exit."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 class SweepCheckpoints:
@@ -62,6 +75,7 @@ class SweepCheckpoints:
                 return step, self.restore(step, like), refused
             except CheckpointError:
                 refused.append(step)
+                _drop_abandoned_reads()
         return None, None, refused
 
     def close(self) -> None:

@@ -63,17 +63,15 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
         raise ValueError(f"num_states must be >= 1 (dataset states to measure at), got {num_states}")
 
     from cdp_jax import results
-    from cdp_jax.data import load_transitions
+    from cdp_jax.data import Normalizer, load_transitions
     from cdp_jax.policy import load_grid
 
     agents, meta, step = load_grid(workdir)
     if not hasattr(agents, "denoiser"):
         raise ValueError(f"agent {meta['agent']!r} has no diffusion sampler to diagnose")
     data, _ = load_transitions(meta["dataset_id"])
-    mean, std = np.asarray(meta["obs_mean"], np.float32), np.asarray(meta["obs_std"], np.float32)
-    obs = (np.asarray(data.observations) - mean) / std
-    low, high = np.asarray(meta["action_low"]), np.asarray(meta["action_high"])
-    acts = 2.0 * (np.asarray(data.actions) - low) / (high - low) - 1.0 if np.all(np.isfinite(low)) else np.asarray(data.actions)
+    norm = Normalizer.from_meta(meta)
+    obs, acts = norm.obs(np.asarray(data.observations)), norm.to_agent_action(np.asarray(data.actions))
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(obs), min(num_states, len(obs)), replace=False)
     pool = rng.choice(len(obs), min(20_000, len(obs)), replace=False)

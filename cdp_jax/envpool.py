@@ -8,6 +8,7 @@ Workers pay off when many envs step per call (a large grid on a many-core GPU ho
 """
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 
@@ -21,7 +22,7 @@ def register_robotics_envs() -> None:
     import contextlib
     import io
     with contextlib.redirect_stderr(io.StringIO()):
-        import gymnasium_robotics  # noqa: F401
+        importlib.import_module("gymnasium_robotics")
 
 
 def flatten_observation(obs, layout) -> np.ndarray:

@@ -13,28 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cdp_jax.data.loading import DatasetInfo
+from cdp_jax.data import DatasetInfo, Normalizer
 from cdp_jax.envpool import EnvPool
-
-
-class Normalizer:
-    """Observation standardisation and action rescaling between the environment and the agents' [-1, 1] box."""
-
-    def __init__(self, info: DatasetInfo):
-        self.mean, self.std = info.obs_mean.astype(np.float32), info.obs_std.astype(np.float32)
-        low, high = info.action_low, info.action_high
-        finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
-        self.low = low if finite else -np.ones_like(low)
-        self.high = high if finite else np.ones_like(high)
-
-    def obs(self, obs):
-        return (obs - self.mean) / self.std
-
-    def to_agent_action(self, action):
-        return 2.0 * (action - self.low) / (self.high - self.low) - 1.0
-
-    def to_env_action(self, action):
-        return self.low + 0.5 * (np.asarray(action) + 1.0) * (self.high - self.low)
 
 
 def make_policy(act_fn: Callable) -> Callable:

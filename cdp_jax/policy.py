@@ -17,18 +17,17 @@ import numpy as np
 from cdp_jax import agents as agent_registry
 from cdp_jax.agents.base import HParams
 from cdp_jax.checkpoint import SweepCheckpoints
+from cdp_jax.data.normalization import Normalizer
 from cdp_jax.exported import write_exported
 
 META = "policy_meta.json"
 
 
 def write_policy_meta(workdir: str, *, agent: str, agent_config: dict, members: list, obs_dim: int, act_dim: int,
-                      obs_mean, obs_std, action_low, action_high, dataset_id: str) -> None:
+                      normalizer: Normalizer, dataset_id: str) -> None:
     from cdp_jax.io import atomic_write_text
     meta = dict(agent=agent, agent_config=agent_config, members=members, obs_dim=obs_dim, act_dim=act_dim,
-                obs_mean=np.asarray(obs_mean).tolist(), obs_std=np.asarray(obs_std).tolist(),
-                action_low=np.asarray(action_low).tolist(), action_high=np.asarray(action_high).tolist(),
-                dataset_id=dataset_id)
+                dataset_id=dataset_id, **normalizer.as_meta())
     atomic_write_text(os.path.join(workdir, META), json.dumps(meta))
 
 
@@ -37,17 +36,11 @@ class Policy:
 
     def __init__(self, agent, meta: dict, member: dict, step: int):
         self.agent, self.meta, self.member, self.step = agent, meta, member, step
-        self.obs_mean = jnp.asarray(meta["obs_mean"], jnp.float32)
-        self.obs_std = jnp.asarray(meta["obs_std"], jnp.float32)
-        low, high = np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32)
-        finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
-        self.low = jnp.asarray(low if finite else -np.ones_like(low))
-        self.high = jnp.asarray(high if finite else np.ones_like(high))
+        self.normalizer = Normalizer.from_meta(meta)
         self._act = jax.jit(self._forward)
 
     def _forward(self, agent, obs, key):
-        action = agent.act((obs - self.obs_mean) / self.obs_std, key)
-        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+        return self.normalizer.to_env_action(agent.act(self.normalizer.obs(obs), key))
 
     def act(self, obs, key) -> jax.Array:
         obs = jnp.asarray(obs, jnp.float32)

@@ -1,22 +1,14 @@
-"""A sweep: the grid of seeds x data fractions x gammas trained as ONE vmapped, scan-compiled program.
+"""The host driver of a sweep: dataset, grid, then per chunk of ``eval_every`` steps the compiled training
+function (:mod:`cdp_jax.grid`), evaluation of every member at once, results rows, TensorBoard scalars and an
+orbax checkpoint. Rerunning the same command resumes from the last checkpoint with identical results.
 
-Data flow: ``validate`` -> dataset (generated on first use when the config names a generator) -> ``build_grid``
--> ``init_agents`` (vmap of ``Agent.create``) -> per chunk of ``eval_every`` steps: ``train_chunk`` (jit of vmap
-over members of a ``lax.scan`` over steps) -> evaluation of every member at once -> results rows -> orbax
-checkpoint. Rerunning the same command resumes from the last checkpoint with identical results.
-
-Keys: member ``m`` with seed ``s`` initialises from ``PRNGKey(s)`` and draws its step-``i`` batch and update keys
-from ``fold_in(fold_in(PRNGKey(s), 1), i)``; its data subset is seeded by ``s`` too. A member therefore draws
-the same numbers alone or inside any grid, and members that share a seed are paired (same initial network,
-same subset, same batches), so gamma is the only difference between them.
+Data flow: ``validate`` (:mod:`cdp_jax.config`) -> dataset (generated on first use when the config names a
+generator) -> ``build_grid`` -> ``init_agents`` (vmap of ``Agent.create``) -> chunks -> ``summary.md`` and plots.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import itertools
 import json
-import math
 import os
 import shutil
 import signal
@@ -32,220 +24,18 @@ from tqdm import tqdm
 
 from cdp_jax import agents as agent_registry
 from cdp_jax import evaluation, results
-from cdp_jax.agents.base import HParams
 from cdp_jax.checkpoint import SweepCheckpoints
-from cdp_jax.data import Subsets, Transitions, load_transitions, make_subsets, sample_batch
-from cdp_jax.data.subsets import SUBSET_KINDS
+from cdp_jax.config import agent_config, validate
+from cdp_jax.data import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
+from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
 from cdp_jax.tensorboard import MemberBoards
 from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_config
 
 EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_max")
-REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
-
-
-def base_config() -> ml_collections.ConfigDict:
-    """Fields every sweep config has; config files override them. ``seeds`` is a count or a tuple of seeds
-    (``--config.seeds=5`` or ``--config.seeds='(0, 3, 7)'``)."""
-    return ml_collections.ConfigDict(dict(
-        dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
-        seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_seed=100_000, eval_workers=1, batch_size=256, normalize_obs=True,
-        consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
-        tensorboard=True))
-
-
-def seeds_of(cfg) -> list[int]:
-    """``seeds`` may be a count (0..n-1) or an explicit list."""
-    if isinstance(cfg.seeds, int):
-        return list(range(cfg.seeds))
-    if isinstance(cfg.seeds, (tuple, list)) and all(isinstance(s, int) for s in cfg.seeds):
-        return [int(s) for s in cfg.seeds]
-    raise ValueError(f"seeds must be a count or a tuple of integer seeds, got {cfg.seeds!r}")
-
-
-def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Refuses a bad config before any compute, with one line naming the field."""
-    for name in REQUIRED:
-        if name not in cfg:
-            raise ValueError(f"config has no field {name!r}; every sweep config needs {REQUIRED}")
-    agent_registry.agent_class(cfg.agent)
-    seeds = seeds_of(cfg)
-    if not seeds or (isinstance(cfg.seeds, int) and cfg.seeds < 1):
-        raise ValueError(f"seeds must be a positive count or a non-empty list, got {cfg.seeds}")
-    for name, values in (("seeds", seeds), ("data_fractions", [float(f) for f in cfg.data_fractions]),
-                         ("gammas", [float(g) for g in cfg.gammas])):
-        if len(set(values)) != len(values):
-            raise ValueError(f"{name} has repeated values {tuple(values)}: each grid member must be distinct")
-    if not cfg.data_fractions:
-        raise ValueError("data_fractions is empty; give at least one fraction in (0, 1]")
-    for f in cfg.data_fractions:
-        if not 0.0 < float(f) <= 1.0:
-            raise ValueError(f"data_fractions must lie in (0, 1], got {f}")
-    if not cfg.gammas:
-        raise ValueError("gammas is empty; give at least one contraction weight >= 0 (0 is the plain backbone)")
-    for g in cfg.gammas:
-        if not float(g) >= 0.0 or not math.isfinite(float(g)):
-            raise ValueError(f"gammas must be finite and >= 0, got {g}")
-    if cfg.agent not in agent_registry.DIFFUSION and any(float(g) > 0 for g in cfg.gammas):
-        raise ValueError(f"agent {cfg.agent!r} has no diffusion model, so gammas must be (0.0,)")
-    if int(cfg.get("eval_workers", 1)) < 0:
-        raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
-    for name in ("num_steps", "eval_every", "eval_episodes", "batch_size"):
-        if int(cfg[name]) < 1:
-            raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
-    if cfg.num_steps % cfg.eval_every:
-        raise ValueError(f"num_steps={cfg.num_steps} must be a multiple of eval_every={cfg.eval_every}")
-    if cfg.subset_kind not in SUBSET_KINDS:
-        raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
-    if cfg.generate and cfg.generate not in GENERATORS:
-        raise ValueError(f"unknown generator {cfg.generate!r}; choose one of {sorted(GENERATORS)} or ''")
-    agent_config(cfg)                                   # validates the agent's own fields
-
-
-def agent_config(cfg) -> ml_collections.ConfigDict:
-    """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``."""
-    out = agent_registry.default_agent_config(cfg.agent)
-    try:
-        out.update_from_flattened_dict(_flatten(cfg.agent_config.to_dict()))
-    except KeyError as err:
-        raise ValueError(f"agent_config has a key that agent {cfg.agent!r} does not know: {err}") from None
-    out.total_steps = int(cfg.num_steps)
-    from cdp_jax.diffusion import validate_config
-    if "diffusion" in out:
-        validate_config(out.diffusion)
-    return out
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The flattened grid: ``members`` (dicts of seed, data_fraction, gamma) and their stacked leaves."""
-
-    members: list
-    hp: HParams                 # [G]
-    seeds: jax.Array            # [G] int32
-    subsets: Subsets            # [G, max_n]
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
-
-
-def build_grid(cfg, num_transitions: int, episode_starts: np.ndarray) -> Grid:
-    members = [dict(seed=s, data_fraction=float(f), gamma=float(g))
-               for f, g, s in itertools.product(cfg.data_fractions, cfg.gammas, seeds_of(cfg))]
-    subsets = make_subsets(num_transitions, [m["data_fraction"] for m in members], [m["seed"] for m in members],
-                           cfg.subset_kind, episode_starts)
-    smallest = int(subsets.count.min())
-    if smallest < cfg.batch_size:
-        frac = min(m["data_fraction"] for m in members)
-        raise ValueError(f"data fraction {frac:g} keeps only {smallest} of {num_transitions} transitions, fewer than "
-                         f"one batch ({cfg.batch_size}); use fractions >= {cfg.batch_size / num_transitions:.2g} or a "
-                         f"smaller batch_size")
-    hp = HParams(gamma=jnp.asarray([m["gamma"] for m in members], jnp.float32),
-                 eta=jnp.full(len(members), float(cfg.eta), jnp.float32))
-    return Grid(members, hp, jnp.asarray([m["seed"] for m in members], jnp.int32), subsets)
-
-
-def init_agents(agent_cls, acfg, grid: Grid, obs_dim: int, act_dim: int):
-    create = lambda hp, seed: agent_cls.create(acfg, hp, jax.random.PRNGKey(seed), obs_dim, act_dim)
-    return jax.jit(jax.vmap(create))(grid.hp, grid.seeds)
-
-
-def batch_dict(batch: Transitions) -> dict:
-    return {"observations": batch.observations, "actions": batch.actions, "rewards": batch.rewards,
-            "next_observations": batch.next_observations, "terminals": batch.terminals}
-
-
-def make_train_chunk(data: Transitions, batch_size: int, chunk_steps: int):
-    """``(agents [G], diverged [G], subsets [G], seeds [G], start_step) -> (agents, diverged, mean metrics [G])``.
-
-    A member whose loss turns NaN or inf keeps its last finite state and is marked diverged; the others go on.
-    """
-    def member(agent, diverged, subset, seed, start):
-        base = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-
-        def body(carry, i):
-            agent, diverged = carry
-            k_batch, k_update = jax.random.split(jax.random.fold_in(base, start + i))
-            new, metrics = agent.update(batch_dict(sample_batch(k_batch, data, subset, batch_size)), k_update)
-            finite = jnp.isfinite(metrics["loss"])
-            keep_new = finite & ~diverged
-            agent = jax.tree.map(lambda n, o: jnp.where(keep_new, n, o), new, agent)
-            return (agent, diverged | ~finite), metrics
-
-        (agent, diverged), metrics = jax.lax.scan(body, (agent, diverged), jnp.arange(chunk_steps))
-        return agent, diverged, jax.tree.map(jnp.nanmean, metrics)
-
-    return jax.jit(jax.vmap(member, (0, 0, 0, 0, None)), donate_argnums=(0,))
-
-
-def auto_grid_chunk(agents_one_member_bytes: int, batch_size: int, grid_size: int) -> int:
-    """Members per compiled program so that the grid fits in about half of the device's memory."""
-    device = jax.devices()[0]
-    try:
-        limit = device.memory_stats()["bytes_limit"]
-    except Exception:  # noqa: BLE001 - CPU devices have no memory stats
-        limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    per_member = 4 * agents_one_member_bytes + batch_size * 512 * 64 * 4
-    return max(1, min(grid_size, int(0.5 * limit // per_member)))
-
-
-@dataclasses.dataclass(frozen=True)
-class GridLayout:
-    """How ``size`` members map onto equal compiled groups of ``chunk`` members and onto devices.
-
-    The member axis is padded (by repeating the last member) to ``num_groups * chunk`` with ``chunk`` a multiple of
-    the device count, so every group has one shape (one compile) and shards evenly over a 1-D ``grid`` mesh.
-    """
-
-    size: int
-    chunk: int
-    num_groups: int
-    mesh: object
-
-    @classmethod
-    def plan(cls, size: int, chunk: int) -> "GridLayout":
-        n_dev = jax.device_count()
-        chunk = -(-min(max(int(chunk), 1), size) // n_dev) * n_dev
-        mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,)) if n_dev > 1 else None
-        return cls(size, chunk, -(-size // chunk), mesh)
-
-    @property
-    def padded(self) -> int:
-        return self.num_groups * self.chunk
-
-    def pad(self, tree):
-        extra = self.padded - self.size
-        if extra:
-            tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
-        if self.mesh is not None:
-            tree = jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
-        return tree
-
-    def unpad(self, tree):
-        return tree if self.padded == self.size else jax.tree.map(lambda x: x[:self.size], tree)
-
-    def group(self, tree, k: int):
-        if self.num_groups == 1:
-            return tree
-        return jax.tree.map(lambda x: x[k * self.chunk:(k + 1) * self.chunk], tree)
-
-    def join(self, parts: list):
-        return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
 
 class SweepStopped(Exception):
@@ -340,13 +130,9 @@ class Sweep:
         cfg = self.cfg
         data, info = self._dataset()
         agent_cls = agent_registry.agent_class(cfg.agent)
-        norm = evaluation.Normalizer(info)
-        if cfg.normalize_obs:
-            data = data.replace(observations=(data.observations - norm.mean) / norm.std,
-                                next_observations=(data.next_observations - norm.mean) / norm.std)
-        else:
-            norm.mean, norm.std = np.zeros_like(norm.mean), np.ones_like(norm.std)
-        data = data.replace(actions=jnp.asarray(norm.to_agent_action(np.asarray(data.actions)), jnp.float32))
+        norm = Normalizer.from_info(info, cfg.normalize_obs)
+        data = data.replace(observations=norm.obs(data.observations), next_observations=norm.obs(data.next_observations),
+                            actions=jnp.asarray(norm.to_agent_action(data.actions), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
         acfg = agent_config(cfg)
         # Everything is checked: only now does the workdir change.
@@ -354,8 +140,7 @@ class Sweep:
             self._clear_outputs()
         record_config(self.workdir, cfg.to_dict())
         write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
-                          obs_dim=info.obs_dim, act_dim=info.act_dim, obs_mean=norm.mean, obs_std=norm.std,
-                          action_low=norm.low, action_high=norm.high, dataset_id=cfg.dataset_id)
+                          obs_dim=info.obs_dim, act_dim=info.act_dim, normalizer=norm, dataset_id=cfg.dataset_id)
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 

@@ -6,8 +6,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import minari
-import time
-
 import numpy as np
 import pytest
 

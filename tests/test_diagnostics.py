@@ -49,3 +49,9 @@ def test_diagnose_command_on_a_sweep(minari_root, tmp_path):
     assert all(np.isfinite(r["value"]) for r in rows)
     assert os.path.getsize(tmp_path / "sweep" / "plots" / "diagnostics_lambda_max.png") > 5000
     assert os.path.exists(tmp_path / "sweep" / "diagnostics.csv")
+
+
+def test_zero_states_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="num_states must be >= 1"):
+        diagnostics.diagnose_sweep(str(tmp_path / "anything"), num_states=0)
+    assert not os.path.exists(tmp_path / "anything")

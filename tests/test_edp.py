@@ -85,11 +85,11 @@ def test_grid_of_edp_agents_vmaps():
 def test_rl_agent_refuses_reward_free_and_discrete_datasets(minari_root, tmp_path):
     import gymnasium as gym
     import minari
-    from cdp_jax import sweep
+    from cdp_jax import config, sweep
     from cdp_jax.datasets.writing import episode_buffer
 
     def cfg(dataset_id):
-        c = sweep.base_config()
+        c = config.base_config()
         c.dataset_id, c.agent, c.seeds, c.num_steps, c.eval_every = dataset_id, "edp", 1, 10, 10
         return c
 

@@ -113,3 +113,13 @@ def test_a_checkpoint_from_another_budget_is_refused(generated):
     opts.train_steps = 20_000                                       # another replay capacity than the checkpoint's
     with pytest.raises(ValueError, match="does not fit"):
         mujoco.generate(opts)
+
+
+def test_levels_in_any_order_are_collected_parts_first_and_options_are_not_mutated(tmp_path):
+    assert mujoco.parse_levels("medium-expert,medium,expert") == ("medium", "expert", "medium-expert")
+    assert mujoco.parse_levels("medium-replay,simple,medium") == ("simple", "medium", "medium-replay")
+    opts = options(tmp_path, "medium-expert,medium,expert")
+    opts.env_id = "NoSuchEnv-v0"
+    with pytest.raises(ValueError, match="unknown environment"):
+        mujoco.generate(opts)
+    assert opts.levels == "medium-expert,medium,expert"

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cdp_jax import evaluation
-from cdp_jax.data import load_transitions
+from cdp_jax.data import Normalizer, load_transitions
 from cdp_jax.policy import load_policy
 from tests.test_sweep import run, tiny_config
 
@@ -26,7 +25,7 @@ def trained(minari_root, tmp_path_factory):
 def test_load_policy_reproduces_the_sweep_evaluation_actions(trained):
     s, workdir = trained
     data, info = load_transitions("local/toy/reach-v0")
-    norm = evaluation.Normalizer(info)
+    norm = Normalizer.from_info(info)
     obs = np.asarray(data.observations[:7])
     key = jax.random.PRNGKey(3)
     index = next(i for i, m in enumerate(s.grid.members) if m == dict(seed=1, data_fraction=0.5, gamma=0.1))

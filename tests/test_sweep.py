@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cdp_jax import results, sweep
+from cdp_jax import config, results, sweep
+from cdp_jax import grid as G
 from cdp_jax.checkpoint import SweepCheckpoints
 from cdp_jax.data import load_transitions
 
@@ -17,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
-    cfg = sweep.base_config()
+    cfg = config.base_config()
     cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/toy/reach-v0", "toy-reach", 600
     cfg.agent_config.diffusion = dict(network="dql", hidden=32, diffusion_steps=10, sampling_steps=5)
     cfg.agent_config.lr = 1e-3
@@ -75,20 +76,20 @@ def test_killed_sweep_resumes_to_identical_results(minari_root, tmp_path, monkey
 def test_nan_member_is_frozen_and_isolated(minari_root):
     cfg = tiny_config(gammas=(0.0,), seeds=(0, 1), data_fractions=(1.0,))
     data, info = load_transitions(cfg.dataset_id)
-    grid = sweep.build_grid(cfg, data.size, info.episode_starts)
-    grid = sweep.Grid(grid.members, grid.hp.replace(gamma=jnp.array([0.0, jnp.inf])), grid.seeds, grid.subsets)
-    acfg = sweep.agent_config(cfg)
+    grid = G.build_grid(cfg, data.size, info.episode_starts)
+    grid = G.Grid(grid.members, grid.hp.replace(gamma=jnp.array([0.0, jnp.inf])), grid.seeds, grid.subsets)
+    acfg = config.agent_config(cfg)
     from cdp_jax.agents.dbc import DBCAgent
-    agents = sweep.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
+    agents = G.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
     initial = jax.tree.map(lambda x: x[1], agents.params)
-    chunk = sweep.make_train_chunk(data, 32, 5)
+    chunk = G.make_train_chunk(data, 32, 5)
     agents, diverged, _ = chunk(agents, jnp.zeros(2, bool), grid.subsets, grid.seeds, 0)
     np.testing.assert_array_equal(diverged, [False, True])
     chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], agents.params), initial)     # frozen
     first = lambda tree: jax.tree.map(lambda x: x[:1], tree)
-    alone = sweep.Grid(grid.members[:1], first(grid.hp), grid.seeds[:1], first(grid.subsets))
-    solo = sweep.init_agents(DBCAgent, acfg, alone, info.obs_dim, info.act_dim)
-    solo, solo_div, _ = sweep.make_train_chunk(data, 32, 5)(solo, jnp.zeros(1, bool), alone.subsets, alone.seeds, 0)
+    alone = G.Grid(grid.members[:1], first(grid.hp), grid.seeds[:1], first(grid.subsets))
+    solo = G.init_agents(DBCAgent, acfg, alone, info.obs_dim, info.act_dim)
+    solo, solo_div, _ = G.make_train_chunk(data, 32, 5)(solo, jnp.zeros(1, bool), alone.subsets, alone.seeds, 0)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], agents.params), jax.tree.map(lambda x: x[0], solo.params),
                                 atol=1e-6)
 
@@ -170,7 +171,7 @@ def test_paper_configs_carry_per_task_settings(path, task, dataset_id, eta, temp
     import importlib
     cfg = importlib.import_module(f"experiments.configs.{path}").get_config(task)
     assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (dataset_id, "edp", eta, temperature)
-    sweep.validate(cfg)
+    config.validate(cfg)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -205,8 +206,8 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(minari_root, t
 def test_missing_or_broken_config_file_gets_one_line(tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text("def get_config(:\n")
-    for config in (tmp_path / "missing.py", broken):
-        proc = _cli([f"--config={config}", f"--workdir={tmp_path / 'w'}"])
+    for path in (tmp_path / "missing.py", broken):
+        proc = _cli([f"--config={path}", f"--workdir={tmp_path / 'w'}"])
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert proc.stderr.strip().startswith("error: bad command line or config") and \
             len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -47,15 +47,17 @@ def make_optimizer(lr: float, total_steps: int, weight_decay: float = 0.0, cosin
     return optax.chain(optax.clip_by_global_norm(grad_clip), opt) if grad_clip else opt
 
 
+def polyak_update(target, params, step: jax.Array, every: int, rate: float):
+    """``target <- rate * target + (1 - rate) * params`` on steps that are multiples of ``every``, else unchanged
+    (optax's ``incremental_update`` under ``periodic_update``)."""
+    return optax.periodic_update(optax.incremental_update(params, target, 1.0 - rate), target, step, every)
+
+
 def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
-    """``ema <- rate * ema + (1 - rate) * params`` every ``cfg.ema_every`` steps from ``cfg.ema_start``;
-    before ``ema_start`` the EMA copies the parameters (CleanDiffuser's rule)."""
-    blend = lambda e, p: cfg.ema_rate * e + (1.0 - cfg.ema_rate) * p
-    updated = jax.tree.map(blend, ema, params)
-    do_update = (step % cfg.ema_every) == 0
-    before = step < cfg.ema_start
-    pick = lambda copy, upd, old: jnp.where(before, copy, jnp.where(do_update, upd, old))
-    return jax.tree.map(pick, params, updated, ema)
+    """The EMA of the actor: :func:`polyak_update` with ``cfg.ema_rate`` every ``cfg.ema_every`` steps from
+    ``cfg.ema_start``; before ``ema_start`` it copies the parameters."""
+    blended = polyak_update(ema, params, step, cfg.ema_every, cfg.ema_rate)
+    return jax.tree.map(lambda p, b: jnp.where(step < cfg.ema_start, p, b), params, blended)
 
 
 def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> ml_collections.FrozenConfigDict:

@@ -20,7 +20,7 @@ import optax
 
 from cdp_jax import diffusion
 from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 make_optimizer)
+                                 make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ
 
 
@@ -126,8 +126,7 @@ class EDPAgent(DiffusionPolicy, flax.struct.PyTreeNode):
         actor = optax.apply_updates(self.actor_params, a_updates)
         step = self.step + 1
         ema = ema_update(self.actor_ema, actor, step, cfg)
-        polyak = lambda t, c: jnp.where(step % cfg.target_every == 0, cfg.target_rate * t + (1 - cfg.target_rate) * c, t)
-        target = jax.tree.map(polyak, self.critic_target, critic)
+        target = polyak_update(self.critic_target, critic, step, cfg.target_every, cfg.target_rate)
         metrics = dict(**c_metrics, **a_metrics, loss=c_metrics["critic_loss"] + a_metrics["actor_loss"])
         return self.replace(actor_params=actor, actor_opt=actor_opt, actor_ema=ema, critic_params=critic,
                             critic_opt=critic_opt, critic_target=target, step=step), metrics

@@ -13,7 +13,7 @@ import optax
 
 from cdp_jax import diffusion
 from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 make_optimizer)
+                                 make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ, ValueNetwork
 
 
@@ -106,12 +106,12 @@ class IDQLAgent(DiffusionPolicy, flax.struct.PyTreeNode):
         a_updates, actor_opt = actor_tx.update(a_grads, self.actor_opt, self.actor_params)
         actor = optax.apply_updates(self.actor_params, a_updates)
         step = self.step + 1
-        polyak = lambda t, c: jnp.where(step % cfg.target_every == 0, cfg.target_rate * t + (1 - cfg.target_rate) * c, t)
         metrics = dict(**v_metrics, **c_metrics, **a_metrics,
                        loss=v_metrics["value_loss"] + c_metrics["critic_loss"] + a_metrics["actor_loss"])
         return self.replace(actor_params=actor, actor_opt=actor_opt, actor_ema=ema_update(self.actor_ema, actor, step, cfg),
                             critic_params=critic, critic_opt=critic_opt,
-                            critic_target=jax.tree.map(polyak, self.critic_target, critic), value_params=value,
+                            critic_target=polyak_update(self.critic_target, critic, step, cfg.target_every, cfg.target_rate),
+                            value_params=value,
                             value_opt=value_opt, step=step), metrics
 
     @jax.jit

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from cdp_jax.data.normalization import Normalizer
 from cdp_jax.datasets import sac
 from cdp_jax.datasets.writing import datasets_root, episode_buffer, mean_return, write_dataset
 from cdp_jax.io import atomic_write_bytes, atomic_write_text
@@ -99,7 +100,8 @@ def parse_levels(levels) -> tuple:
         missing = [p for p in DERIVED.get(name, ()) if p not in base]
         if missing:
             raise ValueError(f"level {name!r} needs {missing} in --levels too (it is built from them)")
-    return tuple(names)
+    order = LEVELS + tuple(DERIVED)              # a derived level is collected after the levels it is built from
+    return tuple(sorted(names, key=order.index))
 
 
 def check_env(env_id: str) -> gym.Env:
@@ -119,17 +121,13 @@ def check_env(env_id: str) -> gym.Env:
     return env
 
 
-class _Scaler:
-    """Maps agent actions in (-1, 1) to the environment's Box bounds."""
-
-    def __init__(self, space: gym.spaces.Box):
-        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
-
-    def __call__(self, a):
-        return (self.low + (np.asarray(a, np.float64) + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+def env_actions(space: gym.spaces.Box):
+    """``scale(a)``: agent actions in (-1, 1) -> the environment's Box, float32 (the data layer's Normalizer)."""
+    norm = Normalizer.from_action_space(space)
+    return lambda a: np.asarray(norm.to_env_action(np.asarray(a, np.float32)), np.float32)
 
 
-def snapshot_policy(params, scale: _Scaler):
+def snapshot_policy(params, scale):
     """``act(obs, rng)``: stochastic environment actions of an actor snapshot, seeded from the numpy ``rng``."""
     def act(obs, rng):
         return scale(sac.snapshot_actions(params, jnp.asarray(obs, jnp.float32), int(rng.integers(2**31))))
@@ -146,7 +144,7 @@ class Trainer:
         self.workdir = options.workdir or os.path.join("runs", "sac", f"{options.env_id}-seed{options.seed}")
         os.makedirs(os.path.join(self.workdir, "snapshots"), exist_ok=True)
         self.obs_dim, self.act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        self.scale = _Scaler(env.action_space)
+        self.scale = env_actions(env.action_space)
         if options.eval_every % options.update_every:
             raise ValueError(f"eval_every={options.eval_every} must be a multiple of update_every={options.update_every}")
 
@@ -282,7 +280,7 @@ def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool, seed: 
     return episodes
 
 
-def replay_episodes(buffer: "sac.ReplayBuffer", size: int, scale: _Scaler) -> list:
+def replay_episodes(buffer: "sac.ReplayBuffer", size: int, scale) -> list:
     """The first ``size`` replay transitions as episodes (split at terminals and truncations)."""
     data = {f: np.asarray(getattr(buffer.data, f)[:size]) for f in sac.ReplayBuffer.FIELDS}
     ends = np.flatnonzero(data["episode_ends"] > 0)
@@ -303,8 +301,7 @@ def replay_episodes(buffer: "sac.ReplayBuffer", size: int, scale: _Scaler) -> li
 def generate(options: Options) -> dict:
     """Trains (or resumes), then writes every requested level; returns ``{level: dataset id}`` (also written to
     ``WORKDIR/levels/datasets.json`` with returns and timings)."""
-    o = options
-    o.levels = parse_levels(o.levels)
+    o = dataclasses.replace(options, levels=parse_levels(options.levels))     # the caller's options stay as given
     for name in ("steps", "train_steps", "eval_every", "eval_episodes", "update_every", "ref_episodes"):
         if int(getattr(o, name)) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(o, name)}")

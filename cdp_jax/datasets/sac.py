@@ -128,7 +128,7 @@ class SACAgent(flax.struct.PyTreeNode):
         grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(self.critic.params, batch, k_critic, alpha)
         critic = self.critic.apply_gradients(grads=grads)
         tau = self.config.tau
-        target = jax.tree.map(lambda t, c: (1 - tau) * t + tau * c, self.critic_target, critic.params)
+        target = optax.incremental_update(critic.params, self.critic_target, tau)
         agent = self.replace(critic=critic, critic_target=target)
         grads, actor_info = jax.grad(agent.actor_loss, has_aux=True)(self.actor.params, batch, k_actor, alpha)
         actor = self.actor.apply_gradients(grads=grads)

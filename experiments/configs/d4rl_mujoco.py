@@ -8,7 +8,7 @@ The Minari id is ``mujoco/ENV/LEVEL-v0`` (needs a network once: ``minari downloa
 Minari has no medium-replay / medium-expert: ``medium`` uses the paper's medium settings, ``expert`` its
 medium-expert ones and ``simple`` the medium ones.
 """
-from cdp_jax.sweep import base_config
+from cdp_jax.config import base_config
 
 # (eta, weight_temperature) of the official configs/cdp-rl/task files.
 MUJOCO = {("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "expert"): (1.0, 50.0),

@@ -2,7 +2,7 @@
 
 Maze: override ``--config.dataset_id=local/pointmaze/medium-v0 --config.generate=pointmaze-medium``.
 """
-from cdp_jax.sweep import base_config
+from cdp_jax.config import base_config
 
 
 def get_config():

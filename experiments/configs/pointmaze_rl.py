@@ -4,7 +4,7 @@
 Other backbones on the same data: ``--config.agent=dql|idql`` (CDP-DQL / CDP-IDQL with gamma > 0) and
 ``--config.agent=bc --config.gammas='(0.0,)'``.
 """
-from cdp_jax.sweep import base_config
+from cdp_jax.config import base_config
 
 
 def get_config():

@@ -2,7 +2,7 @@
 
 The dataset (100k steps of the maze2d recipe) is generated on first use, offline, in about 20 s.
 """
-from cdp_jax.sweep import base_config
+from cdp_jax.config import base_config
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """DBC vs CDP on the generated ``toy-reach`` task (bimodal demonstrations): a sweep that runs in about a minute."""
-from cdp_jax.sweep import base_config
+from cdp_jax.config import base_config
 
 
 def get_config():

@@ -1,0 +1,100 @@
+"""A sweep's config: the fields every sweep has (``base_config``), their validation, and the agent's merged config.
+
+Static settings live in the ``ml_collections`` config; what varies across the grid (seed, data fraction, γ, η)
+becomes pytree leaves in :mod:`cdp_jax.grid`. ``validate`` refuses a bad key or value in one line, before any
+compute.
+"""
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+from cdp_jax import agents as agent_registry
+from cdp_jax.data.subsets import SUBSET_KINDS
+from cdp_jax.datasets import GENERATORS
+
+REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Fields every sweep config has; config files override them. ``seeds`` is a count or a tuple of seeds
+    (``--config.seeds=5`` or ``--config.seeds='(0, 3, 7)'``)."""
+    return ml_collections.ConfigDict(dict(
+        dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
+        seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
+        eval_every=2_000, eval_episodes=10, eval_seed=100_000, eval_workers=1, batch_size=256, normalize_obs=True,
+        consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
+        tensorboard=True))
+
+
+def seeds_of(cfg) -> list[int]:
+    """``seeds`` may be a count (0..n-1) or an explicit list."""
+    if isinstance(cfg.seeds, int):
+        return list(range(cfg.seeds))
+    if isinstance(cfg.seeds, (tuple, list)) and all(isinstance(s, int) for s in cfg.seeds):
+        return [int(s) for s in cfg.seeds]
+    raise ValueError(f"seeds must be a count or a tuple of integer seeds, got {cfg.seeds!r}")
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Refuses a bad config before any compute, with one line naming the field."""
+    for name in REQUIRED:
+        if name not in cfg:
+            raise ValueError(f"config has no field {name!r}; every sweep config needs {REQUIRED}")
+    agent_registry.agent_class(cfg.agent)
+    seeds = seeds_of(cfg)
+    if not seeds or (isinstance(cfg.seeds, int) and cfg.seeds < 1):
+        raise ValueError(f"seeds must be a positive count or a non-empty list, got {cfg.seeds}")
+    for name, values in (("seeds", seeds), ("data_fractions", [float(f) for f in cfg.data_fractions]),
+                         ("gammas", [float(g) for g in cfg.gammas])):
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} has repeated values {tuple(values)}: each grid member must be distinct")
+    if not cfg.data_fractions:
+        raise ValueError("data_fractions is empty; give at least one fraction in (0, 1]")
+    for f in cfg.data_fractions:
+        if not 0.0 < float(f) <= 1.0:
+            raise ValueError(f"data_fractions must lie in (0, 1], got {f}")
+    if not cfg.gammas:
+        raise ValueError("gammas is empty; give at least one contraction weight >= 0 (0 is the plain backbone)")
+    for g in cfg.gammas:
+        if not float(g) >= 0.0 or not math.isfinite(float(g)):
+            raise ValueError(f"gammas must be finite and >= 0, got {g}")
+    if cfg.agent not in agent_registry.DIFFUSION and any(float(g) > 0 for g in cfg.gammas):
+        raise ValueError(f"agent {cfg.agent!r} has no diffusion model, so gammas must be (0.0,)")
+    if int(cfg.get("eval_workers", 1)) < 0:
+        raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
+    for name in ("num_steps", "eval_every", "eval_episodes", "batch_size"):
+        if int(cfg[name]) < 1:
+            raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.num_steps % cfg.eval_every:
+        raise ValueError(f"num_steps={cfg.num_steps} must be a multiple of eval_every={cfg.eval_every}")
+    if cfg.subset_kind not in SUBSET_KINDS:
+        raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
+    if cfg.generate and cfg.generate not in GENERATORS:
+        raise ValueError(f"unknown generator {cfg.generate!r}; choose one of {sorted(GENERATORS)} or ''")
+    agent_config(cfg)                                   # validates the agent's own fields
+
+
+def agent_config(cfg) -> ml_collections.ConfigDict:
+    """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``."""
+    out = agent_registry.default_agent_config(cfg.agent)
+    try:
+        out.update_from_flattened_dict(_flatten(cfg.agent_config.to_dict()))
+    except KeyError as err:
+        raise ValueError(f"agent_config has a key that agent {cfg.agent!r} does not know: {err}") from None
+    out.total_steps = int(cfg.num_steps)
+    from cdp_jax.diffusion import validate_config
+    if "diffusion" in out:
+        validate_config(out.diffusion)
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat

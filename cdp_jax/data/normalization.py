@@ -1,0 +1,64 @@
+"""The one place where observations are standardised and actions rescaled between the environment's Box and
+the agents' ``[-1, 1]^act_dim``. Pure arithmetic, so the same object serves numpy (evaluation, data generation)
+and traced jax arrays (``Policy`` under ``jit``/``jax.export``)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def _finite_box(low, high, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Box bounds, or ``[-1, 1]`` when either bound is not finite (an unbounded action space)."""
+    low = np.asarray(low, np.float32).reshape(-1) if low is not None else None
+    high = np.asarray(high, np.float32).reshape(-1) if high is not None else None
+    if low is None or high is None or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        return -np.ones(act_dim, np.float32), np.ones(act_dim, np.float32)
+    return low, high
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+    """``obs_mean, obs_std [obs_dim]`` and ``action_low, action_high [act_dim]`` (finite)."""
+
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    @classmethod
+    def from_info(cls, info, normalize_obs: bool = True) -> "Normalizer":
+        """From a loaded dataset's statistics and action space; identity on observations if not ``normalize_obs``."""
+        low, high = _finite_box(info.action_low, info.action_high, info.act_dim)
+        if not normalize_obs:
+            return cls(np.zeros(info.obs_dim, np.float32), np.ones(info.obs_dim, np.float32), low, high)
+        return cls(np.asarray(info.obs_mean, np.float32), np.asarray(info.obs_std, np.float32), low, high)
+
+    @classmethod
+    def from_action_space(cls, space) -> "Normalizer":
+        """Actions only (identity on observations): a gymnasium Box."""
+        dim = int(np.prod(space.shape))
+        low, high = _finite_box(space.low, space.high, dim)
+        return cls(np.zeros(0, np.float32), np.ones(0, np.float32), low, high)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Normalizer":
+        """From a sweep's ``policy_meta.json`` (see :meth:`as_meta`)."""
+        low, high = _finite_box(meta["action_low"], meta["action_high"], int(meta["act_dim"]))
+        return cls(np.asarray(meta["obs_mean"], np.float32), np.asarray(meta["obs_std"], np.float32), low, high)
+
+    def as_meta(self) -> dict:
+        return dict(obs_mean=self.obs_mean.tolist(), obs_std=self.obs_std.tolist(),
+                    action_low=self.action_low.tolist(), action_high=self.action_high.tolist())
+
+    def obs(self, obs):
+        """Raw observations ``[..., obs_dim]`` -> standardised."""
+        return (obs - self.obs_mean) / self.obs_std
+
+    def to_agent_action(self, action):
+        """Environment actions ``[..., act_dim]`` -> ``[-1, 1]``."""
+        return 2.0 * (action - self.action_low) / (self.action_high - self.action_low) - 1.0
+
+    def to_env_action(self, action):
+        """Agent actions in ``[-1, 1]`` -> the environment's Box."""
+        return self.action_low + 0.5 * (action + 1.0) * (self.action_high - self.action_low)
