@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
 from cdp_jax.data import Subsets, Transitions
-from cdp_jax.grid import make_train_chunk
+from cdp_jax.grid import GridLayout, make_train_chunk, with_contraction
 
 OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
 
@@ -32,7 +32,7 @@ def synthetic_data(key) -> Transitions:
 
 def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,)) -> float:
     """Median seconds of one ``steps``-step chunk of an ``n``-member grid whose members cycle through ``gammas``
-    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP)."""
+    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP), grouped by γ > 0 as the sweep groups them."""
     cfg = default_agent_config(agent)
     cfg.diffusion.network, cfg.diffusion.contraction.low_noise_fraction = "dql", 0.1
     cfg.diffusion.contraction.num_iters = 5
@@ -42,9 +42,13 @@ def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gamm
     subsets = Subsets(idx=jnp.tile(jnp.arange(N_DATA, dtype=jnp.int32), (n, 1)), count=jnp.full(n, N_DATA, jnp.int32))
     chunk = make_train_chunk(data, BATCH, steps)
     diverged = jnp.zeros(n, bool)
+    layout = GridLayout.plan([gammas[i % len(gammas)] for i in range(n)], n)      # as the sweep groups them
 
     def run(agents):
-        return chunk(agents, diverged, subsets, seeds, 0)[0]
+        parts = [chunk(with_contraction(layout.group(agents, k), on), *(layout.group(x, k) for x in
+                                                                      (diverged, subsets, seeds)), 0)[0]
+                 for k, on in enumerate(layout.contraction_on)]
+        return parts
 
     copy = lambda: jax.tree.map(jnp.copy, agents)     # the chunk donates its input
     jax.block_until_ready(run(copy()))

@@ -30,7 +30,7 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         network="dql", hidden=0, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
-        contraction=dict(penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
+        contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
                          threshold="zero", low_noise_fraction=0.1),
     ))
 

@@ -18,6 +18,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from cdp_jax.agents.base import HParams
@@ -104,43 +105,69 @@ def auto_grid_chunk(agents_one_member_bytes: int, batch_size: int, grid_size: in
 
 @dataclasses.dataclass(frozen=True)
 class GridLayout:
-    """How ``size`` members map onto equal compiled groups of ``chunk`` members and onto devices.
+    """How the grid's members map onto compiled groups and devices.
 
-    The member axis is padded (by repeating the last member) to ``num_groups * chunk`` with ``chunk`` a multiple of
-    the device count, so every group has one shape (one compile) and shards evenly over a 1-D ``grid`` mesh.
+    Members with γ = 0 and with γ > 0 never share a group: each group carries a static flag that turns the
+    contraction term off or on (:func:`with_contraction`), so a γ = 0 member pays nothing for it while a γ > 0
+    member computes it without a per-member branch. Each class is split into groups of at most ``chunk`` members,
+    the last one padded by repeating its last member so that every group of a class has one shape (one compile);
+    group sizes are multiples of the device count, so a group shards evenly over a 1-D ``grid`` mesh. The whole
+    grid's state stays in member order; ``group`` gathers a group's rows and ``join`` puts them back.
     """
 
     size: int
-    chunk: int
-    num_groups: int
+    groups: tuple            # ((member indices, ...), contraction_on) per compiled group
     mesh: object
 
     @classmethod
-    def plan(cls, size: int, chunk: int) -> "GridLayout":
+    def plan(cls, gammas, chunk: int) -> "GridLayout":
         n_dev = jax.device_count()
-        chunk = -(-min(max(int(chunk), 1), size) // n_dev) * n_dev
+        groups = []
+        for on in (False, True):
+            members = [i for i, g in enumerate(gammas) if (float(g) > 0) == on]
+            if not members:
+                continue
+            size = -(-min(max(int(chunk), 1), len(members)) // n_dev) * n_dev
+            for start in range(0, len(members), size):
+                part = members[start:start + size]
+                groups.append((tuple(part + [part[-1]] * (size - len(part))), on))
         mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,)) if n_dev > 1 else None
-        return cls(size, chunk, -(-size // chunk), mesh)
+        return cls(len(gammas), tuple(groups), mesh)
 
     @property
-    def padded(self) -> int:
-        return self.num_groups * self.chunk
+    def num_groups(self) -> int:
+        return len(self.groups)
 
-    def pad(self, tree):
-        extra = self.padded - self.size
-        if extra:
-            tree = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)]), tree)
-        if self.mesh is not None:
-            tree = jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
-        return tree
-
-    def unpad(self, tree):
-        return tree if self.padded == self.size else jax.tree.map(lambda x: x[:self.size], tree)
+    @property
+    def contraction_on(self) -> list[bool]:
+        return [on for _, on in self.groups]
 
     def group(self, tree, k: int):
-        if self.num_groups == 1:
-            return tree
-        return jax.tree.map(lambda x: x[k * self.chunk:(k + 1) * self.chunk], tree)
+        """Group ``k``'s rows of a member-major tree ``[size, ...] -> [group size, ...]``, sharded over devices."""
+        idx = np.asarray(self.groups[k][0])
+        part = jax.tree.map(lambda x: x[idx], tree)
+        if self.mesh is not None:
+            part = jax.device_put(part, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
+        return part
 
     def join(self, parts: list):
-        return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+        """The inverse of ``group`` over all groups: member-major ``[size, ...]`` (padding rows dropped)."""
+        flat = [i for members, _ in self.groups for i in members]
+        first = {}
+        for pos, i in enumerate(flat):
+            first.setdefault(i, pos)
+        pos = np.asarray([first[i] for i in range(self.size)])
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs)[pos], *parts)
+
+
+def with_contraction(agents, on: bool):
+    """``agents`` with the static flag ``config.diffusion.contraction.enabled`` set to ``on`` (agents without a
+    diffusion model are returned as they are)."""
+    if "diffusion" not in agents.config:
+        return agents
+    cfg = agents.config.as_configdict() if hasattr(agents.config, "as_configdict") else agents.config
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    if cfg.diffusion.contraction.enabled == on:
+        return agents
+    cfg.diffusion.contraction.enabled = on
+    return agents.replace(config=ml_collections.FrozenConfigDict(cfg))

@@ -29,7 +29,7 @@ from cdp_jax.config import agent_config, validate
 from cdp_jax.data import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
-from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk
+from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk, with_contraction
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
 from cdp_jax.tensorboard import MemberBoards
@@ -144,22 +144,22 @@ class Sweep:
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 
-        layout = GridLayout.plan(grid.size, cfg.grid_chunk or auto_grid_chunk(
+        layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
             sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
-        agents, diverged, subsets, seeds = (layout.pad(x) for x in (agents, diverged, grid.subsets, grid.seeds))
+        subsets, seeds = grid.subsets, grid.seeds
 
         ckpt = SweepCheckpoints(self.workdir)
         state = {"agents": agents, "diverged": diverged}
         start = 0
         rows = []
         if not self.fresh:
-            latest, restored, refused = ckpt.restore_latest(layout.unpad(state), max_step=cfg.num_steps)
+            latest, restored, refused = ckpt.restore_latest(state, max_step=cfg.num_steps)
             if refused:
                 print(f"checkpoint step(s) {refused} in {ckpt.directory} are corrupt or partial; "
                       + (f"resuming from step {latest}, the newest intact one" if latest is not None
                          else "no intact checkpoint is left: starting over"))
             if latest is not None:
-                state, start = layout.pad(restored), latest
+                state, start = restored, latest
                 rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
                          if r["step"] <= start] if start else []
@@ -178,20 +178,22 @@ class Sweep:
         for step in range(start, cfg.num_steps, cfg.eval_every):
             t0 = time.perf_counter()
             agents, diverged = state["agents"], state["diverged"]
-            parts = [train_chunk(*(layout.group(x, k) for x in (agents, diverged, subsets, seeds)), step)
-                     for k in range(layout.num_groups)]
+            parts = []
+            for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
+                group = with_contraction(layout.group(agents, k), on)
+                new, div, met = train_chunk(group, *(layout.group(x, k) for x in (diverged, subsets, seeds)), step)
+                parts.append((new.replace(config=agents.config), div, met))
             agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
             jax.block_until_ready((agents, metrics))
             t1 = time.perf_counter()
             done = step + cfg.eval_every
-            real_agents, real_diverged = layout.unpad(agents), layout.unpad(diverged)
-            new_rows = self._evaluate(real_agents, real_diverged, policy, info, norm, grid, done, probe_obs, probe_act)
+            new_rows = self._evaluate(agents, diverged, policy, info, norm, grid, done, probe_obs, probe_act)
             t2 = time.perf_counter()
             self.timing["train_s"] += t1 - t0
             self.timing["eval_s"] += t2 - t1
             wall = wall_before + sum(self.timing.values())
             rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
-            metrics = jax.device_get(layout.unpad(metrics))
+            metrics = jax.device_get(metrics)
             new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
                            for i, m in enumerate(grid.members)]
             train_metrics += new_metrics
@@ -201,7 +203,7 @@ class Sweep:
             results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
             results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
                               ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
-            ckpt.save(done, layout.unpad(state))
+            ckpt.save(done, state)
             self.timing["write_s"] += time.perf_counter() - t2
             bar.update(cfg.eval_every)
             scores = [r["normalized_score"] for r in rows[-grid.size:]]
@@ -219,7 +221,7 @@ class Sweep:
         self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
         atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
         self.finish(rows)
-        self.agents, self.grid, self.info = layout.unpad(state["agents"]), grid, info
+        self.agents, self.grid, self.info = state["agents"], grid, info
         return rows
 
     def _evaluate(self, agents, diverged, policy, info, norm, grid, step, probe_obs, probe_act):

@@ -274,3 +274,24 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(minari_
     _, resumed = run(tiny_config(), tmp_path / "w")
     drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
     assert drop(resumed) == drop(reference)
+
+
+def test_gamma_zero_members_are_compiled_without_the_contraction_term():
+    layout = G.GridLayout.plan([0.0, 0.1, 0.0, 0.1, 0.1], chunk=2)
+    assert layout.groups == (((0, 2), False), ((1, 3), True), ((4, 4), True))
+    tree = {"x": jnp.arange(5.0) * 10}
+    parts = [layout.group(tree, k) for k in range(layout.num_groups)]
+    np.testing.assert_array_equal(parts[2]["x"], [40.0, 40.0])                    # the padded group
+    np.testing.assert_array_equal(layout.join(parts)["x"], tree["x"])             # back in member order
+    from cdp_jax.agents.base import HParams
+    from cdp_jax.agents.dbc import DBCAgent, default_config
+    agent = DBCAgent.create(default_config(), HParams(gamma=0.0), jax.random.PRNGKey(0), 3, 2)
+    batch = {"observations": jnp.ones((16, 3)), "actions": jnp.zeros((16, 2))}
+    off = G.with_contraction(agent, False)
+    assert agent.config.diffusion.contraction.enabled and not off.config.diffusion.contraction.enabled
+    flops = lambda a: jax.jit(lambda a: a.update(batch, jax.random.PRNGKey(1))).lower(a).compile().cost_analysis()
+    cost_on, cost_off = (f["flops"] if isinstance(f, dict) else f[0]["flops"] for f in (flops(agent), flops(off)))
+    assert cost_off < 0.6 * cost_on, (cost_off, cost_on)                          # the d JVPs are gone
+    (a_on, m_on), (a_off, m_off) = agent.update(batch, jax.random.PRNGKey(1)), off.update(batch, jax.random.PRNGKey(1))
+    assert float(m_off["contraction_loss"]) == 0.0 and float(m_on["contraction_loss"]) > 0.0
+    chex.assert_trees_all_close(a_on.params, a_off.params, atol=1e-6)            # γ = 0: the same step either way

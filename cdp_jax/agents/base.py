@@ -82,14 +82,18 @@ class DiffusionPolicy:
         return Denoiser.from_config(self.config.diffusion, self.config.act_dim)
 
     def regularized_bc_loss(self, params, obs, act, key):
-        """``(bc, L_c)``: the denoising loss at random levels and the contraction term (skipped when gamma = 0)."""
+        """``(bc + γ·L_c, {bc_loss, contraction_loss})``: the denoising loss at random levels plus the contraction
+        term, the only place where γ multiplies anything. ``L_c`` is computed when the static flag
+        ``config.diffusion.contraction.enabled`` is on (the default); the sweep compiles its γ = 0 members in
+        groups with the flag off (:class:`cdp_jax.grid.GridLayout`), so they pay nothing for it and report 0."""
         den = self.denoiser
         k_noise, k_c = jax.random.split(key)
         x_t, t, eps = den.noise(k_noise, act)
         bc = den.denoising_loss(params, x_t, t, eps, act, obs)
-        lc = jax.lax.cond(self.hp.gamma > 0, lambda: den.contraction_loss(params, k_c, act, obs, x_t, t),
-                          lambda: jnp.zeros(()))
-        return bc, lc
+        if not self.config.diffusion.contraction.enabled:
+            return bc, dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
+        lc = den.contraction_loss(params, k_c, act, obs, x_t, t)
+        return bc + self.hp.gamma * lc, dict(bc_loss=bc, contraction_loss=lc)
 
     def candidates(self, obs, key, num: int, temperature: float | None = None):
         """``num`` EMA-policy actions per state: ``(obs repeated [B*num, o], candidates [B, num, d])``."""

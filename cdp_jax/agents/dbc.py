@@ -51,8 +51,8 @@ class DBCAgent(DiffusionPolicy, flax.struct.PyTreeNode):
 
     def loss(self, params, batch, key):
         """``(loss, metrics)`` for ``batch = {"observations": [B, obs], "actions": [B, act]}``."""
-        bc, lc = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
-        return bc + self.hp.gamma * lc, dict(loss=bc + self.hp.gamma * lc, bc_loss=bc, contraction_loss=lc)
+        loss, metrics = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
+        return loss, dict(loss=loss, **metrics)
 
     @jax.jit
     def update(self, batch, key):

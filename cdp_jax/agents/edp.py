@@ -105,11 +105,11 @@ class EDPAgent(DiffusionPolicy, flax.struct.PyTreeNode):
     def actor_loss(self, params, critic_params, batch, key):
         k_bc, k_approx, k_swap = jax.random.split(key, 3)
         obs, act = batch["observations"], batch["actions"]
-        bc, lc = self.regularized_bc_loss(params, obs, act, k_bc)
+        regularized_bc, metrics = self.regularized_bc_loss(params, obs, act, k_bc)
         q1, q2 = self.q(critic_params, obs, self.policy_action(params, obs, act, k_approx))
         q_term = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
-        loss = bc + self.hp.eta * q_term + self.hp.gamma * lc
-        return loss, dict(actor_loss=loss, bc_loss=bc, q_loss=q_term, contraction_loss=lc)
+        loss = regularized_bc + self.hp.eta * q_term
+        return loss, dict(actor_loss=loss, q_loss=q_term, **metrics)
 
     @jax.jit
     def update(self, batch, key):

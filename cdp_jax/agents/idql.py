@@ -87,8 +87,8 @@ class IDQLAgent(DiffusionPolicy, flax.struct.PyTreeNode):
         return loss, dict(critic_loss=loss, q_mean=q1.mean())
 
     def actor_loss(self, params, batch, key):
-        bc, lc = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
-        return bc + self.hp.gamma * lc, dict(actor_loss=bc + self.hp.gamma * lc, bc_loss=bc, contraction_loss=lc)
+        loss, metrics = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
+        return loss, dict(actor_loss=loss, **metrics)
 
     @jax.jit
     def update(self, batch, key):
