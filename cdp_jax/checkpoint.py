@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 
@@ -38,9 +39,15 @@ class SweepCheckpoints:
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         if read_only and not os.path.isdir(self.directory):
             raise CheckpointError(f"{workdir!r} holds no checkpoints folder; run experiments.sweep there first")
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, cleanup_tmp_directories=not read_only, enable_async_checkpointing=False,
-            read_only=read_only, create=not read_only))
+        quiet = logging.getLogger("absl")                  # orbax warns that a read-only folder is read-only
+        level = quiet.level
+        quiet.setLevel(logging.ERROR if read_only else level)
+        try:
+            self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, cleanup_tmp_directories=not read_only, enable_async_checkpointing=False,
+                read_only=read_only, create=not read_only))
+        finally:
+            quiet.setLevel(level)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()

@@ -113,6 +113,7 @@ def _plot(rows: list[dict], outdir: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from cdp_jax.results import save_figure
     os.makedirs(outdir, exist_ok=True)
     fractions = sorted({r["data_fraction"] for r in rows}, reverse=True)
     gammas = sorted({r["gamma"] for r in rows})
@@ -124,8 +125,8 @@ def _plot(rows: list[dict], outdir: str) -> None:
             ax.plot(ts, [np.mean([r["value"] for r in sel if r["t"] == t]) for t in ts], marker="o", label=f"γ={gamma:g}")
         ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("noise level t"), ax.set_ylabel("λmax(J_sym) of x0-net")
     axes[0][0].legend()
-    fig.savefig(os.path.join(outdir, "diagnostics_lambda_max.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.suptitle("λmax(J_sym) per noise level: mean over members (seeds) and states", fontsize=10)
+    save_figure(fig, os.path.join(outdir, "diagnostics_lambda_max.png"))
     metrics = ("sampler_lipschitz", "action_spread", "distance_to_data_action", "distance_to_nearest_action")
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.0 * len(metrics), 3.2), squeeze=False)
     width = 0.8 / len(gammas)
@@ -138,5 +139,5 @@ def _plot(rows: list[dict], outdir: str) -> None:
         ax.set_xticks(np.arange(len(fractions)) + 0.4 - width / 2, [f"{f:g}" for f in fractions])
         ax.set_xlabel("data fraction"), ax.set_title(metric)
     axes[0][0].legend()
-    fig.savefig(os.path.join(outdir, "diagnostics_consistency.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    fig.suptitle("Bars: mean over seeds; error bars: std over seeds (not a confidence interval)", fontsize=10)
+    save_figure(fig, os.path.join(outdir, "diagnostics_consistency.png"))

@@ -40,11 +40,6 @@ def x0_from_eps(x_t, eps, alpha, sigma):
     return (x_t - sigma * eps) / alpha
 
 
-def eps_from_x0(x_t, x0, alpha, sigma):
-    """``eps = (x_t - alpha * x0) / sigma``."""
-    return (x_t - alpha * x0) / sigma
-
-
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the bad field of a diffusion config."""
     choices = dict(prediction=PREDICTIONS, sampler=samplers.SAMPLERS, network=("dql", "pearce"),

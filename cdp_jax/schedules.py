@@ -45,11 +45,6 @@ class VPSchedule:
     def num_steps(self) -> int:
         return self.alpha.shape[0]
 
-    @property
-    def log_snr(self) -> np.ndarray:
-        """``2 log(alpha / sigma)``, shape ``[T]``."""
-        return 2.0 * (np.log(self.alpha) - np.log(self.sigma))
-
 
 def _cosine_alpha(t: np.ndarray, s: float = 0.008, t_max: float = 0.9946) -> np.ndarray:
     f = lambda u: np.cos(0.5 * np.pi * (u + s) / (1.0 + s))

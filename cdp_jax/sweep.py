@@ -95,10 +95,12 @@ class Sweep:
         import minari
         if cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
             writes = GENERATORS[cfg.generate].dataset_id
-            if cfg.dataset_id != writes:
+            stem = writes.rsplit("-v", 1)[0]                 # local/pointmaze/umaze-v0 -> local/pointmaze/umaze
+            if cfg.dataset_id != writes and not cfg.dataset_id.startswith(stem + "-"):
                 raise ValueError(f"dataset {cfg.dataset_id!r} is not local, and generator {cfg.generate!r} writes "
-                                 f"{writes!r}: fix --config.dataset_id, or generate it under this id first with "
-                                 f"`python -m cdp_jax.datasets generate {cfg.generate} --dataset-id {cfg.dataset_id}`")
+                                 f"{writes!r} (or a variant {stem}-TAG-vN): fix --config.dataset_id, or generate it "
+                                 f"under this id first with `python -m cdp_jax.datasets generate {cfg.generate} "
+                                 f"--dataset-id {cfg.dataset_id}`")
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
         data, info = load_transitions(cfg.dataset_id)

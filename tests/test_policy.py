@@ -110,3 +110,12 @@ def test_members_are_listed_with_the_index_load_policy_takes(trained):
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == table.strip()
+
+
+def test_public_api_at_the_top_is_the_modules_own():
+    import cdp_jax
+    from cdp_jax import config, datasets, policy, sweep
+    assert cdp_jax.load_policy is policy.load_policy and cdp_jax.Sweep is sweep.Sweep
+    assert cdp_jax.base_config is config.base_config and cdp_jax.generate_dataset is datasets.generate
+    with pytest.raises(AttributeError, match="public API"):
+        cdp_jax.train

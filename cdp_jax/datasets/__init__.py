@@ -3,6 +3,6 @@
 Generators by name (see :data:`GENERATORS`): ``pointmaze-{open,umaze,medium,large}`` (the D4RL/Minari maze2d
 recipe) and ``toy-reach`` (a tiny 2-D task with bimodal demonstrations, for tests).
 """
-from cdp_jax.datasets.registry import GENERATORS, default_dataset_id, generate
+from cdp_jax.datasets.registry import GENERATORS, generate
 
-__all__ = ["GENERATORS", "default_dataset_id", "generate"]
+__all__ = ["GENERATORS", "generate"]

@@ -36,10 +36,6 @@ GENERATORS = {
 }
 
 
-def default_dataset_id(name: str) -> str:
-    return _lookup(name).dataset_id
-
-
 def _lookup(name: str) -> Generator:
     if name not in GENERATORS:
         raise ValueError(f"unknown generator {name!r}; choose one of {sorted(GENERATORS)}")
