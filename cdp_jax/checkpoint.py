@@ -20,8 +20,8 @@ def _short(err: Exception) -> str:
 
 
 def _drop_abandoned_reads() -> None:
-    """A failed orbax restore leaves read coroutines that were never awaited; collect them now, quietly, so that
-    the one-line message about the corrupt step is not followed by pages of "Exception ignored" at exit."""
+    """Orbax can leave read coroutines that were never awaited (a failed restore; some reads on closing the
+    manager); collect them now, quietly, so that they do not print pages of "Exception ignored" later or at exit."""
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: None
     try:
@@ -87,3 +87,4 @@ class SweepCheckpoints:
 
     def close(self) -> None:
         self.manager.close()
+        _drop_abandoned_reads()

@@ -4,11 +4,11 @@ Every function here works on ONE point ``x`` of shape ``[d]`` (callers ``jax.vma
 and is differentiable with respect to whatever parameters ``fn`` closes over. Nothing here knows
 about diffusion: ``fn`` is usually ``lambda a: x0_prediction(params, a, t, obs)``.
 
-Conventions (see ``shared/paper/CDP.md`` section 2.6): the official code penalises the Jacobian of
-the **x0 (data) prediction**. A DPM-Solver++ step has Jacobian
+Conventions (the paper's contraction analysis of the sampler; the official code's sign): the official code
+penalises the Jacobian of the **x0 (data) prediction**. A DPM-Solver++ step has Jacobian
 ``(sigma_s/sigma_t) I + alpha_s (1 - e^{-h}) J_x``, which in the continuous limit contracts iff
-``lambda_max(J_x^sym) < alpha_t``. That is the threshold :func:`hinge_penalty` uses by default
-(``threshold="alpha"``); ``threshold="zero"`` pushes ``lambda_max`` below ``-beta`` as the code does.
+``lambda_max(J_x^sym) < alpha_t``. The hinge's default threshold is ``"zero"`` (it pushes ``lambda_max`` below
+``-beta``, the code's direction); ``threshold="alpha"`` uses ``alpha_t``, the continuous-time bound above.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ def write_csv(path: str, rows: list[dict], columns=COLUMNS) -> None:
 
 
 def read_csv(path: str) -> list[dict]:
-    """Rows of a results file with numbers parsed; an absent file gives no rows."""
+    """Rows of a results file with numbers parsed (``dataset_id`` and ``agent`` stay text, as does any value that
+    is no number); an absent file gives no rows."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
@@ -38,13 +39,16 @@ def read_csv(path: str) -> list[dict]:
 
 
 def _number(text: str):
-    """The number ``text`` was written from: ``"3"`` -> 3, ``"3.0"`` -> 3.0, so a rewrite is byte-identical."""
+    """The number ``text`` was written from: ``"3"`` -> 3, ``"3.0"`` -> 3.0 (so a rewrite is byte-identical);
+    text that is no number (a metric's name) stays text."""
     if text in ("", "nan"):
         return math.nan
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
 
 
 def mean_ci(values) -> tuple[float, float, float, int]:

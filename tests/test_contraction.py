@@ -95,10 +95,13 @@ def test_lanczos_within_two_percent_in_10d_at_documented_iterations(seed):
     assert float(coarse) <= ref[-1] + 1e-5                                          # Ritz values never overshoot
 
 
-def test_shifted_power_iteration_finds_algebraic_max():
-    fn, sym = linear_map([0.4, -3.0, -1.0], seed=5)
+@pytest.mark.parametrize("seed", [1, 2, 5])
+def test_shifted_power_iteration_finds_algebraic_max(seed):
+    """The largest-magnitude eigenvalue is -3, the algebraic maximum 0.4: the documented 30 iterations reach it
+    within 2% of itself (measured: within 1e-6 at 20 iterations on these maps)."""
+    fn, sym = linear_map([0.4, -3.0, -1.0], seed=seed)
     est = C.max_eigenvalue(fn, jnp.zeros(3), jax.random.PRNGKey(0), num_iters=30, method="power")
-    np.testing.assert_allclose(est, 0.4, atol=0.02 * 3.0)
+    np.testing.assert_allclose(est, 0.4, rtol=0.02)
 
 
 def test_max_eigenvalue_on_mlp_matches_eigvalsh_and_survives_invariant_spaces():

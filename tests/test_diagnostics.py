@@ -47,8 +47,15 @@ def test_diagnose_command_on_a_sweep(minari_root, tmp_path):
     assert metrics == {"lambda_max", "sampler_lipschitz", "action_spread", "distance_to_data_action",
                        "distance_to_nearest_action"}
     assert all(np.isfinite(r["value"]) for r in rows)
+    levels = sorted({r["t"] for r in rows if r["metric"] == "lambda_max"})
+    assert levels == [0, 3, 6, 9]                                    # 4 levels spread over T = 10
+    assert len(rows) == 8 * (len(levels) + 4)                        # 8 members x (λmax curve + 4 scalars)
+    for r in rows:
+        if r["metric"] != "lambda_max":
+            assert r["value"] >= 0.0 and r["t"] == -1, r             # norms, stds and distances
     assert os.path.getsize(tmp_path / "sweep" / "plots" / "diagnostics_lambda_max.png") > 5000
-    assert os.path.exists(tmp_path / "sweep" / "diagnostics.csv")
+    from cdp_jax import results
+    assert results.read_csv(tmp_path / "sweep" / "diagnostics.csv") == rows
 
 
 def test_zero_states_is_refused_before_any_work(tmp_path):
