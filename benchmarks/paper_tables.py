@@ -81,20 +81,17 @@ BUDGETS = {
                    evaluations=10),
 }
 
-LOCOMOTION = {("hopper", "medium"): (1.0, 300.0), ("hopper", "medium-replay"): (1.0, 300.0),
-              ("hopper", "medium-expert"): (1.0, 8.0), ("walker2d", "medium"): (1.0, 300.0),
-              ("walker2d", "medium-replay"): (1.0, 300.0), ("walker2d", "medium-expert"): (1.0, 300.0),
-              ("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "medium-replay"): (1.0, 50.0),
-              ("halfcheetah", "medium-expert"): (1.0, 50.0)}
-
-
 def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> list[Dataset]:
     """The datasets of a preset. ``offline`` adds any locally generated locomotion dataset it finds."""
+    from experiments.configs import d4rl_kitchen
+    from experiments.configs.d4rl_mujoco import TASKS
     if preset == "full":
         out = [Dataset(f"mujoco/{env}/{level}-v0", paper_row=f"{env}-{level}", eta=eta, weight_temperature=temp,
                        imitation=False)
-               for (env, level), (eta, temp) in LOCOMOTION.items() if level == "medium"]
-        out.append(Dataset("D4RL/kitchen/complete-v2", paper_row="kitchen-complete", eta=0.005, weight_temperature=5.0))
+               for (env, level), (eta, temp) in TASKS.items() if level == "medium"]
+        kitchen = d4rl_kitchen.get_config("complete")
+        out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
+                           weight_temperature=kitchen.agent_config.weight_temperature))
         return out
     if preset == "gpu":
         return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
@@ -104,7 +101,7 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
     if preset == "offline":
         out += [Dataset(f"local/mujoco/{env}/{level}-v0", paper_row=f"{env}-{level}", eta=eta,
                         weight_temperature=temp, imitation=False)
-                for (env, level), (eta, temp) in LOCOMOTION.items() if f"local/mujoco/{env}/{level}-v0" in local_ids]
+                for (env, level), (eta, temp) in TASKS.items() if f"local/mujoco/{env}/{level}-v0" in local_ids]
     return out
 
 

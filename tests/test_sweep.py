@@ -171,16 +171,41 @@ def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_pa
         np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-5)
 
 
+# The official configs/cdp-rl/task files (eta, weight_temperature), as the paper's digest transcribes them.
+OFFICIAL = {"halfcheetah-medium": (1.0, 50), "halfcheetah-medium-replay": (1.0, 150),
+            "halfcheetah-medium-expert": (1.0, 50), "hopper-medium": (1.0, 300), "hopper-medium-replay": (1.0, 300),
+            "hopper-medium-expert": (1.0, 8), "walker2d-medium": (1.0, 300), "walker2d-medium-replay": (1.0, 100),
+            "walker2d-medium-expert": (1.0, 300)}
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL))
+def test_every_paper_row_resolves_with_its_official_settings(minari_root, task):
+    import importlib
+    cfg = importlib.import_module("experiments.configs.d4rl_mujoco").get_config(task)
+    env, _, level = task.partition("-")
+    expected_id = f"mujoco/{env}/{level}-v0" if level == "medium" else f"local/mujoco/{env}/{level}-v0"
+    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (expected_id, "edp",
+                                                                                         *OFFICIAL[task])
+    config.validate(cfg)
+    from benchmarks import paper_tables as pt
+    dataset = next(d for d in pt.preset_datasets("offline", {f"local/mujoco/{env}/{level}-v0"}, 1000)
+                   if d.paper_row == task)                    # the paper tables read the same settings
+    job = pt.Job("x", dataset, "edp", (1.0,), (0.0,))
+    swept = pt.sweep_config(job, pt.BUDGETS["smoke"])
+    assert (swept.eta, swept.agent_config.weight_temperature) == OFFICIAL[task]
+
+
 @pytest.mark.parametrize("path,task,dataset_id,eta,temperature", [
-    ("d4rl_mujoco", "hopper-expert", "mujoco/hopper/expert-v0", 1.0, 8.0),
     ("d4rl_kitchen", "partial", "D4RL/kitchen/partial-v2", 0.005, 5.0),
     ("d4rl_antmaze", "large-play", "D4RL/antmaze/large-play-v1", 4.5, 5.0),
 ])
-def test_paper_configs_carry_per_task_settings(path, task, dataset_id, eta, temperature):
+def test_other_paper_configs_carry_the_official_settings(path, task, dataset_id, eta, temperature):
     import importlib
     cfg = importlib.import_module(f"experiments.configs.{path}").get_config(task)
     assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (dataset_id, "edp", eta, temperature)
     config.validate(cfg)
+    with pytest.raises(ValueError, match="unknown MuJoCo task"):
+        importlib.import_module("experiments.configs.d4rl_mujoco").get_config("hopper-random")
 
 
 @pytest.mark.parametrize("overrides,message", [

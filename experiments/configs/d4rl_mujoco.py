@@ -1,19 +1,44 @@
-"""CDP vs EDP on Minari MuJoCo locomotion with the paper's RL protocol: 10 seeds, fractions 1.0 / 0.4 / 0.05,
-200k steps, evaluation every 20k steps on 10 episodes, per-task eta and weight_temperature (digest section 4.1).
+"""CDP vs EDP on MuJoCo locomotion with the paper's RL protocol: 10 seeds, fractions 1.0 / 0.4 / 0.05, 200k steps,
+evaluation every 20k steps on 10 episodes, per-task eta and weight_temperature of the official task files.
 
-    --config=experiments/configs/d4rl_mujoco.py:hopper-medium      (ENV-LEVEL; ENV in hopper, walker2d,
-                                                                     halfcheetah; LEVEL in simple, medium, expert)
+    --config=experiments/configs/d4rl_mujoco.py:hopper-medium-replay     (ENV-LEVEL; ENV in hopper, walker2d,
+        halfcheetah; LEVEL in medium, medium-replay, medium-expert (the paper's rows), or simple, expert)
 
-The Minari id is ``mujoco/ENV/LEVEL-v0`` (needs a network once: ``minari download mujoco/hopper/medium-v0``).
-Minari has no medium-replay / medium-expert: ``medium`` uses the paper's medium settings, ``expert`` its
-medium-expert ones and ``simple`` the medium ones.
+The dataset: ``local/mujoco/ENV/LEVEL-v0`` when it exists here (``python -m cdp_jax.datasets generate mujoco
+--env Hopper-v5 --levels medium,medium-replay,...``), else Minari's ``mujoco/ENV/LEVEL-v0`` for the levels Minari
+has (simple, medium, expert; downloaded once with a network). Minari has no medium-replay / medium-expert, so those
+rows need the generated datasets. ``simple`` takes the medium settings and ``expert`` the medium-expert ones.
 """
 from cdp_jax.config import base_config
 
-# (eta, weight_temperature) of the official configs/cdp-rl/task files.
-MUJOCO = {("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "expert"): (1.0, 50.0),
-          ("hopper", "medium"): (1.0, 300.0), ("hopper", "expert"): (1.0, 8.0),
-          ("walker2d", "medium"): (1.0, 300.0), ("walker2d", "expert"): (1.0, 300.0)}
+# (eta, weight_temperature) of the official configs/cdp-rl/task files, verbatim: the one source of truth, also
+# for benchmarks/paper_tables.py.
+TASKS = {("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "medium-replay"): (1.0, 150.0),
+         ("halfcheetah", "medium-expert"): (1.0, 50.0),
+         ("hopper", "medium"): (1.0, 300.0), ("hopper", "medium-replay"): (1.0, 300.0),
+         ("hopper", "medium-expert"): (1.0, 8.0),
+         ("walker2d", "medium"): (1.0, 300.0), ("walker2d", "medium-replay"): (1.0, 100.0),
+         ("walker2d", "medium-expert"): (1.0, 300.0)}
+SETTINGS_OF = {"simple": "medium", "expert": "medium-expert"}        # Minari-only levels: the nearest paper row
+MINARI_LEVELS = ("simple", "medium", "expert")
+
+
+def task_settings(env: str, level: str) -> tuple[float, float]:
+    """``(eta, weight_temperature)`` of a task, refusing unknown ones in one line."""
+    key = (env, SETTINGS_OF.get(level, level))
+    if key not in TASKS:
+        raise ValueError(f"unknown MuJoCo task {env}-{level!r}; use ENV-LEVEL with ENV in hopper, walker2d, "
+                         f"halfcheetah and LEVEL in medium, medium-replay, medium-expert, simple, expert")
+    return TASKS[key]
+
+
+def dataset_id(env: str, level: str) -> str:
+    """The generated dataset when it is here, else Minari's id for the levels Minari has."""
+    local = f"local/mujoco/{env}/{level}-v0"
+    import minari
+    if local in minari.list_local_datasets() or level not in MINARI_LEVELS:
+        return local
+    return f"mujoco/{env}/{level}-v0"
 
 
 def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_backup: bool = False):
@@ -28,8 +53,5 @@ def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_back
 
 def get_config(task: str = "hopper-medium"):
     env, _, level = task.partition("-")
-    eta, temperature = MUJOCO.get((env, "medium" if level == "simple" else level), (None, None))
-    if eta is None:
-        raise ValueError(f"unknown MuJoCo task {task!r}; use ENV-LEVEL with ENV in hopper, walker2d, halfcheetah "
-                         f"and LEVEL in simple, medium, expert")
-    return rl_config(f"mujoco/{env}/{level}-v0", eta, temperature)
+    eta, temperature = task_settings(env, level)
+    return rl_config(dataset_id(env, level), eta, temperature)
