@@ -44,13 +44,6 @@ def one_line_errors():
                  f"command: it resumes from the last complete checkpoint")
 
 
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
-    out = []
-    for k, v in d.items():
-        out += _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return out
-
-
 def config_help(argv: list[str], default: str = "experiments/configs/quickstart.py") -> str:
     """The keys of the ``--config`` file named in ``argv`` (or ``default``) with their values, as overrides."""
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default)
@@ -63,5 +56,6 @@ def config_help(argv: list[str], default: str = "experiments/configs/quickstart.
     except Exception as err:  # noqa: BLE001 - help must not fail
         return f"(cannot read config {path!r}: {type(err).__name__}: {err})"
     lines = [f"Config keys of {path}{':' + arg if arg else ''} (override any with --config.KEY=VALUE):"]
-    lines += [f"  --config.{k}={v!r}" for k, v in _flatten(cfg.to_dict())]
+    from cdp_jax.config import flatten
+    lines += [f"  --config.{k}={v!r}" for k, v in flatten(cfg.to_dict()).items()]
     return "\n".join(lines) + "\n"

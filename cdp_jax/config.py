@@ -80,7 +80,7 @@ def agent_config(cfg) -> ml_collections.ConfigDict:
     """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``."""
     out = agent_registry.default_agent_config(cfg.agent)
     try:
-        out.update_from_flattened_dict(_flatten(cfg.agent_config.to_dict()))
+        out.update_from_flattened_dict(flatten(cfg.agent_config.to_dict()))
     except KeyError as err:
         raise ValueError(f"agent_config has a key that agent {cfg.agent!r} does not know: {err}") from None
     out.total_steps = int(cfg.num_steps)
@@ -90,11 +90,12 @@ def agent_config(cfg) -> ml_collections.ConfigDict:
     return out
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``: the dotted keys that ``--config.a.b=...`` overrides use."""
     flat = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
+            flat.update(flatten(v, f"{prefix}{k}."))
         else:
             flat[f"{prefix}{k}"] = v
     return flat

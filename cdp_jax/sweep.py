@@ -104,7 +104,6 @@ class Sweep:
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
         data, info = load_transitions(cfg.dataset_id)
-        agent_registry.agent_class(cfg.agent)
         if not info.continuous_actions:
             raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
                              f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
@@ -148,7 +147,6 @@ class Sweep:
 
         layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
             sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
-        subsets, seeds = grid.subsets, grid.seeds
 
         ckpt = SweepCheckpoints(self.workdir)
         state = {"agents": agents, "diverged": diverged}
@@ -177,48 +175,48 @@ class Sweep:
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
         wall_before = max((r["wall_time"] for r in rows), default=0.0)
         self.timing = dict(train_s=0.0, eval_s=0.0, write_s=0.0)
-        for step in range(start, cfg.num_steps, cfg.eval_every):
-            t0 = time.perf_counter()
-            agents, diverged = state["agents"], state["diverged"]
-            parts = []
-            for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
-                group = with_contraction(layout.group(agents, k), on)
-                new, div, met = train_chunk(group, *(layout.group(x, k) for x in (diverged, subsets, seeds)), step)
-                parts.append((new.replace(config=agents.config), div, met))
-            agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
-            jax.block_until_ready((agents, metrics))
-            t1 = time.perf_counter()
-            done = step + cfg.eval_every
-            new_rows = self._evaluate(agents, diverged, policy, info, norm, grid, done, probe_obs, probe_act)
-            t2 = time.perf_counter()
-            self.timing["train_s"] += t1 - t0
-            self.timing["eval_s"] += t2 - t1
-            wall = wall_before + sum(self.timing.values())
-            rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
-            metrics = jax.device_get(metrics)
-            new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
-                           for i, m in enumerate(grid.members)]
-            train_metrics += new_metrics
-            boards.log(done, [{**{f"train/{k}": m[k] for k in metrics}, **{f"eval/{k}": r[k] for k in EVAL_SCALARS}}
-                              for m, r in zip(new_metrics, new_rows)])
-            state = {"agents": agents, "diverged": diverged}
-            results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
-            results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
-                              ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
-            ckpt.save(done, state)
-            self.timing["write_s"] += time.perf_counter() - t2
-            bar.update(cfg.eval_every)
-            scores = [r["normalized_score"] for r in rows[-grid.size:]]
-            bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
-            if self.stop_signal is not None and done < cfg.num_steps:
-                bar.close()
-                ckpt.close()
-                boards.close()
-                raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
-                                   f"saved); rerun the same command to resume", self.stop_signal)
-        bar.close()
-        ckpt.close()
-        boards.close()
+        try:
+            for step in range(start, cfg.num_steps, cfg.eval_every):
+                t0 = time.perf_counter()
+                agents, diverged = state["agents"], state["diverged"]
+                parts = []
+                for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
+                    group = with_contraction(layout.group(agents, k), on)
+                    leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
+                    new, div, met = train_chunk(group, *leaves, step)
+                    parts.append((new.replace(config=agents.config), div, met))
+                agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
+                jax.block_until_ready((agents, metrics))
+                t1 = time.perf_counter()
+                done = step + cfg.eval_every
+                new_rows = self._evaluate(agents, diverged, policy, info, norm, grid, done, probe_obs, probe_act)
+                t2 = time.perf_counter()
+                self.timing["train_s"] += t1 - t0
+                self.timing["eval_s"] += t2 - t1
+                wall = wall_before + sum(self.timing.values())
+                rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
+                metrics = jax.device_get(metrics)
+                new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
+                               for i, m in enumerate(grid.members)]
+                train_metrics += new_metrics
+                boards.log(done, [{**{f"train/{k}": m[k] for k in metrics},
+                                   **{f"eval/{k}": r[k] for k in EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
+                state = {"agents": agents, "diverged": diverged}
+                results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
+                results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
+                                  ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
+                ckpt.save(done, state)
+                self.timing["write_s"] += time.perf_counter() - t2
+                bar.update(cfg.eval_every)
+                scores = [r["normalized_score"] for r in rows[-grid.size:]]
+                bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
+                if self.stop_signal is not None and done < cfg.num_steps:
+                    raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
+                                       f"saved); rerun the same command to resume", self.stop_signal)
+        finally:                                    # finished, stopped or failed: nothing left open
+            bar.close()
+            ckpt.close()
+            boards.close()
         total = sum(self.timing.values())
         self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
         atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
