@@ -1,7 +1,7 @@
 """Update steps/s of a Hopper-sized agent (obs 11, act 3, batch 256, T = 50, DQL MLP) with each contraction
 regularizer, on all samples and on the low-noise 10% sub-batch, as a ratio to gamma = 0.
 
-    python -m benchmarks.contraction_cost [--agent dbc|edp] [--steps 200] [--grid-members 8]
+    python -m benchmarks.contraction_cost [--agent dbc|edp] [--steps 200] [--grid_members 8]
 
 The last line compares a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep
 does: ``GridLayout`` groups members by γ > 0 and sets the static ``contraction.enabled`` flag per group) with
@@ -12,11 +12,12 @@ and the low-noise Frobenius row is CDP as the official code runs it.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
 from benchmarks.timing import median_seconds
 from cdp_jax.agents import agent_class, default_agent_config
@@ -48,12 +49,13 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
     return steps / median_seconds(run, agent, key)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--agent", default="dbc")
-    parser.add_argument("--grid-members", type=int, default=8, help="size of the gamma = 0 grid comparison")
-    args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("steps", 200, "update steps per timed call", flag_values=fv)
+    flags.DEFINE_enum("agent", "dbc", ["dbc", "edp"], "backbone", flag_values=fv)
+    flags.DEFINE_integer("grid_members", 8, "size of the gamma = 0 grid comparison", flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
     print(f"agent {args.agent}, device {jax.devices()[0].device_kind}, {args.steps} steps per timed call")
     base = steps_per_second(args.agent, "frobenius", 0.1, 0.0, args.steps)
     rows = [dict(variant="gamma=0", steps_per_s=base, ratio=1.0)]
@@ -71,7 +73,9 @@ def main():
     print(f"grid of {n} gamma = 0 members: {off:.1f} steps/s compiled without L_c (the sweep now), {on:.1f} with L_c "
           f"computed and multiplied by 0 (what a vmapped lax.cond on gamma did): the old way cost {off / on:.2f}x")
     print(json.dumps(dict(grid_members=n, gamma0_static_off=off, gamma0_computed=on, ratio=off / on)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.contraction_cost", *sys.argv[1:]], __doc__, define_flags, main))

@@ -18,7 +18,7 @@ fi
 [ "${1:-}" = "--generate-only" ] && exit 0
 timeout "${SCIENCE_S:-420}" $PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables"
 echo "paper_tables exit $?"
-$PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables" --report-only
+$PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables" --report_only
 cp "$WORK"/tables/{table1.md,limited_data.png,results.csv} "$OUT"/ 2>/dev/null
 cp "$WORK"/tables/sweeps/*edp/timing.json "$OUT"/ 2>/dev/null
 ls -l "$OUT"

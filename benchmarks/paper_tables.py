@@ -19,7 +19,6 @@ this project generated (``local/...``) is not the D4RL dataset, and the tables s
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import math
@@ -28,8 +27,10 @@ import sys
 import time
 
 import numpy as np
+from absl import flags
 
 from cdp_jax import results
+from cdp_jax.cli import run_flags_cli
 from cdp_jax.io import atomic_write_text
 
 PAPER_CSV = os.path.join(os.path.dirname(__file__), "reference", "paper.csv")
@@ -341,22 +342,24 @@ def write_outputs(rows, datasets, budget: Budget, preset: str, workdir: str) -> 
     results.write_csv(os.path.join(workdir, "results.csv"), rows)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_tables", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=sorted(BUDGETS), default="offline")
-    parser.add_argument("--workdir", default="runs/paper")
-    parser.add_argument("--generate-steps", type=int, default=300_000,
-                        help="transitions per generated PointMaze dataset (offline/smoke/gpu presets)")
-    parser.add_argument("--agents", default="", help="comma list: run only these agents' jobs (e.g. edp)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: write the tables from what the jobs' sweeps have so far")
-    args = parser.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("preset", "offline", sorted(BUDGETS), "budget and datasets", flag_values=fv)
+    flags.DEFINE_string("workdir", "runs/paper", "one sweep workdir per job under WORKDIR/sweeps, tables at the top",
+                        flag_values=fv)
+    flags.DEFINE_integer("generate_steps", 300_000, "transitions per generated PointMaze dataset (offline/smoke/gpu "
+                         "presets)", flag_values=fv)
+    flags.DEFINE_list("agents", [], "run only these agents' jobs (e.g. edp)", flag_values=fv)
+    flags.DEFINE_bool("report_only", False, "train nothing: write the tables from what the jobs' sweeps have so far",
+                      flag_values=fv)
+
+
+def run(_, args: flags.FlagValues) -> int:
     import minari
     budget = BUDGETS[args.preset]
     datasets = preset_datasets(args.preset, set(minari.list_local_datasets()), args.generate_steps)
-    jobs = [j for j in jobs_for(datasets, budget) if not args.agents or j.agent in args.agents.split(",")]
+    jobs = [j for j in jobs_for(datasets, budget) if not args.agents or j.agent in args.agents]
     if not jobs:
-        print(f"error: no job of preset {args.preset!r} uses the agents {args.agents!r}", file=sys.stderr)
+        print(f"error: no job of preset {args.preset!r} uses the agents {','.join(args.agents)!r}", file=sys.stderr)
         return 2
     os.makedirs(args.workdir, exist_ok=True)
     rows, start = [], time.time()
@@ -376,5 +379,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv: list[str]) -> int:
+    """``argv`` without the program name, e.g. ``["--preset=smoke", "--workdir=/tmp/t"]``."""
+    return run_flags_cli(["python -m benchmarks.paper_tables", *argv], __doc__, define_flags, run)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

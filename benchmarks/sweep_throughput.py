@@ -7,16 +7,17 @@ sub-batch), trained by the sweep's own ``make_train_chunk`` on synthetic data.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+from absl import flags
 
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
-from cdp_jax.data import Subsets, Transitions
+from cdp_jax.datasets import Subsets, Transitions
 from cdp_jax.grid import GridLayout, make_train_chunk, with_contraction
 
 OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
@@ -62,24 +63,27 @@ def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gamm
     return sorted(times)[1]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--grids", default="1,4,16")
-    parser.add_argument("--steps", type=int, default=100)
-    args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_list("grids", ["1", "4", "16"], "grid sizes N", flag_values=fv)
+    flags.DEFINE_integer("steps", 100, "update steps per timed call", flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
     data = synthetic_data(jax.random.PRNGKey(0))
     single = grid_seconds(1, args.steps, data)
     rows = []
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}")
     print(f"{'N':>4s} {'grid s':>8s} {'aggregate updates/s':>20s} {'N single runs s':>16s} {'speed-up':>9s}")
-    for n in (int(x) for x in args.grids.split(",")):
+    for n in (int(x) for x in args.grids):
         t = single if n == 1 else grid_seconds(n, args.steps, data)
         rows.append(dict(N=n, grid_seconds=t, aggregate_updates_per_s=n * args.steps / t,
                          separate_seconds=n * single, speedup=n * single / t))
         r = rows[-1]
         print(f"{n:4d} {t:8.2f} {r['aggregate_updates_per_s']:20.1f} {r['separate_seconds']:16.2f} {r['speedup']:9.2f}")
     print(json.dumps(rows))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.sweep_throughput", *sys.argv[1:]], __doc__, define_flags, main))

@@ -1,20 +1,20 @@
 """Speed figures of cdp_jax as one JSON file, rewritten after every figure (a timeout loses nothing measured).
 
     python -m benchmarks.throughput [--out benchmarks/results/throughput_cpu.json] [--grids 1,8,64]
-        [--dbc-grids 1,8,64] [--steps 50] [--sweep-members 16] [--only edp,grids,dbc,sampler,eval,sweep]
+        [--dbc_grids 1,8,64] [--steps 50] [--sweep_members 16] [--only edp,grids,dbc,sampler,eval,sweep]
 
 Figures (Hopper shapes: obs 11, act 3, batch 256, T = 50, DQL MLP, 15-step DPM-Solver++ critic targets):
 ``edp_updates_per_s`` / ``cdp_updates_per_s`` of one run and their step-time ratio; ``edp_cdp_grid``: grids of N
 members, half EDP (γ 0) and half CDP (γ 0.1), trained by the sweep's own ``make_train_chunk``, against N separate
 single runs; ``dbc_cdp_grid``: the same for DBC/CDP-IL members; sampler actions/s; evaluation env-steps/s over a
 grid against raw gymnasium stepping; and ``sweep_eval_share``: the share of wall time that evaluation takes in a
-real ``Sweep`` of ``--sweep-members`` EDP/CDP members on a generated PointMaze-UMaze dataset.
+real ``Sweep`` of ``--sweep_members`` EDP/CDP members on a generated PointMaze-UMaze dataset.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -22,6 +22,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
 from benchmarks.contraction_cost import steps_per_second
 from benchmarks.sweep_throughput import grid_seconds, synthetic_data
@@ -87,16 +88,20 @@ def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10) -> dic
     return dict(members=sweep.grid.size, steps=steps, eval_episodes=episodes, evaluations=2, **sweep.timing)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="benchmarks/results/throughput_cpu.json")
-    parser.add_argument("--grids", default="1,8,64")
-    parser.add_argument("--dbc-grids", default="1,8,64")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--sweep-members", type=int, default=16)
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma list of {PARTS}")
-    args = parser.parse_args()
-    parts = set(args.only.split(","))
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out", "benchmarks/results/throughput_cpu.json", "the JSON file to (re)write", flag_values=fv)
+    flags.DEFINE_list("grids", ["1", "8", "64"], "EDP+CDP grid sizes", flag_values=fv)
+    flags.DEFINE_list("dbc_grids", ["1", "8", "64"], "DBC/CDP-IL grid sizes", flag_values=fv)
+    flags.DEFINE_integer("steps", 50, "update steps per timed call", flag_values=fv)
+    flags.DEFINE_integer("sweep_members", 16, "members of the evaluation-share sweep", flag_values=fv)
+    flags.DEFINE_list("only", list(PARTS), f"comma list of the parts to measure, of {PARTS}", flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
+    parts = set(args.only)
+    if parts - set(PARTS):
+        print(f"error: --only names unknown parts {sorted(parts - set(PARTS))}; choose from {PARTS}", file=sys.stderr)
+        return 2
     figures = dict(device=f"{jax.devices()[0].device_kind} x{jax.device_count()}", jax=jax.__version__,
                    date=time.strftime("%Y-%m-%d"), steps_per_timed_call=args.steps)
 
@@ -117,7 +122,7 @@ def main():
         if part not in parts:
             continue
         rows, single = [], None
-        for n in (int(x) for x in grids.split(",")):
+        for n in (int(x) for x in grids):
             t = grid_seconds(n, args.steps, data, agent, gammas)
             single = t if single is None and n == 1 else single
             rows.append(dict(N=n, aggregate_updates_per_s=n * args.steps / t,
@@ -130,7 +135,9 @@ def main():
         record(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
     if "sweep" in parts:
         record(sweep_eval_share=sweep_eval_share(args.sweep_members))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.throughput", *sys.argv[1:]], __doc__, define_flags, main))

@@ -12,7 +12,7 @@ import importlib
 
 _EXPORTS = {"base_config": "cdp_jax.config", "Sweep": "cdp_jax.sweep", "load_policy": "cdp_jax.policy",
             "members_table": "cdp_jax.policy", "load_exported": "cdp_jax.exported",
-            "load_transitions": "cdp_jax.data", "Normalizer": "cdp_jax.data", "generate_dataset": "cdp_jax.datasets"}
+            "load_transitions": "cdp_jax.datasets", "Normalizer": "cdp_jax.datasets", "generate_dataset": "cdp_jax.datasets"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -30,7 +30,7 @@ def _drop_abandoned_reads() -> None:
         sys.unraisablehook = hook
 
 
-class SweepCheckpoints:
+class Checkpoints:
     """``workdir/checkpoints/<step>``: the whole training state pytree. Orbax writes each step into a temporary
     folder and renames it, so a crash leaves either the whole step or none of it; temporary leftovers are
     removed when the next run opens the folder. Only the ``max_to_keep`` newest steps are kept."""

@@ -5,6 +5,9 @@ import contextlib
 import importlib.util
 import os
 import sys
+from typing import Callable
+
+from absl import flags
 
 CACHE_ENV = "CDP_JAX_CACHE"
 
@@ -59,3 +62,24 @@ def config_help(argv: list[str], default: str = "experiments/configs/quickstart.
     from cdp_jax.config import flatten
     lines += [f"  --config.{k}={v!r}" for k, v in flatten(cfg.to_dict()).items()]
     return "\n".join(lines) + "\n"
+
+
+def run_flags_cli(argv: list[str], doc: str, define: Callable[[flags.FlagValues], None],
+                  main: Callable[[list[str], flags.FlagValues], int]) -> int:
+    """Runs a command-line tool written with absl flags: ``define(fv)`` declares its flags on a private
+    ``FlagValues`` (so several tools can share flag names in one process, as the tests do), ``argv`` (program name
+    first) is parsed into it, and ``main(positional arguments, fv)`` returns the exit code. ``--help`` prints ``doc``
+    and the flags; a bad flag is one line on stderr and exit code 2."""
+    fv = flags.FlagValues()
+    define(fv)
+    if any(a in ("--help", "-h", "--helpfull") for a in argv[1:]):
+        listing = [f"  --{name}={fv[name].default!r}: {fv[name].help}" for name in sorted(fv) if name != "undefok"]
+        print(doc.strip() + "\n\nflags (default shown):\n" + "\n".join(listing))
+        return 0
+    try:
+        rest = fv(list(argv))
+    except flags.Error as err:
+        message = " ".join(str(err).split()).replace(" ?", "?")
+        print(f"error: {message} (`{argv[0]} --help` lists the flags)", file=sys.stderr)
+        return 2
+    return main(rest[1:], fv)

@@ -11,7 +11,7 @@ import math
 import ml_collections
 
 from cdp_jax import agents as agent_registry
-from cdp_jax.data.subsets import SUBSET_KINDS
+from cdp_jax.datasets.subsets import SUBSET_KINDS
 from cdp_jax.datasets import GENERATORS
 
 REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")

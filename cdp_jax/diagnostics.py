@@ -63,7 +63,7 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
         raise ValueError(f"num_states must be >= 1 (dataset states to measure at), got {num_states}")
 
     from cdp_jax import results
-    from cdp_jax.data import Normalizer, load_transitions
+    from cdp_jax.datasets import Normalizer, load_transitions
     from cdp_jax.policy import load_grid
 
     agents, meta, step = load_grid(workdir)

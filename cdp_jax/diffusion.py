@@ -107,7 +107,7 @@ class Denoiser:
 
     def contraction_loss(self, params, key, x0, obs, x_t=None, t=None):
         """The batch contraction term ``L_c`` (scalar) on ``J_sym`` of the x0 prediction with respect to the
-        noisy action (the official code's sign convention, digest section 2.6).
+        noisy action (the official code's sign convention; README, "The contraction loss, and which sign").
 
         With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
         fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the

@@ -26,7 +26,7 @@ def register_robotics_envs() -> None:
 
 
 def flatten_observation(obs, layout) -> np.ndarray:
-    """One environment observation in the loader's flat layout (see :mod:`cdp_jax.data.loading`)."""
+    """One environment observation in the loader's flat layout (see :mod:`cdp_jax.datasets.loading`)."""
     if isinstance(obs, dict):
         return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1) for k, _ in layout])
     return np.asarray(obs, np.float32).reshape(-1)

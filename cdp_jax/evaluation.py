@@ -13,21 +13,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cdp_jax.data import DatasetInfo, Normalizer
+from cdp_jax.datasets import DatasetInfo, Normalizer
 from cdp_jax.envpool import EnvPool
 
 
-def make_policy(act_fn: Callable) -> Callable:
+def grid_actor(act_fn: Callable) -> Callable:
     """Jits ``act_fn(agent, obs [E, obs_dim], key) -> [E, act_dim]`` over a stacked grid: ``[G, E, ...]``."""
     return jax.jit(jax.vmap(act_fn, (0, 0, 0)))
 
 
-def evaluate(agents, policy: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
+def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
              num_episodes: int, seed: int = 0, workers: int = 1) -> dict[str, np.ndarray]:
     """Runs ``num_episodes`` episodes per member, all members in lockstep.
 
     Args:
-      agents: stacked agents ``[G]``; ``policy`` from :func:`make_policy`.
+      agents: stacked agents ``[G]``; ``act`` from :func:`grid_actor`.
       keys: ``[G]`` PRNG keys (one per member, so results do not depend on the grid's composition).
       seed: environment reset seeds are ``seed + episode`` for every member (paired comparisons).
       workers: processes that step the ``G * num_episodes`` environments (:class:`cdp_jax.envpool.EnvPool`);
@@ -47,7 +47,7 @@ def evaluate(agents, policy: Callable, info: DatasetInfo, normalizer: Normalizer
         t = 0
         while not done.all():
             step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
-            actions = np.asarray(policy(agents, jnp.asarray(normalizer.obs(obs.reshape(g, e, -1))), step_keys))
+            actions = np.asarray(act(agents, jnp.asarray(normalizer.obs(obs.reshape(g, e, -1))), step_keys))
             active = ~done
             new_obs, reward, finished, succ = pool.step(normalizer.to_env_action(actions).reshape(g * e, -1), active)
             obs[active], returns[active] = new_obs[active], returns[active] + reward[active]

@@ -23,7 +23,7 @@ import numpy as np
 
 from cdp_jax.agents.base import HParams
 from cdp_jax.config import seeds_of
-from cdp_jax.data import Subsets, Transitions, make_subsets, sample_batch
+from cdp_jax.datasets import Subsets, Transitions, make_subsets, sample_batch
 
 # The memory heuristic's activation estimate per member: batch rows x the widest layer (512) x about 64 live
 # activations of that width per row in one update (forward, backward, JVPs, the critic-target sampler) x 4 bytes.

@@ -131,7 +131,7 @@ class ValueNetwork(nn.Module):
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
-class GaussianPolicy(nn.Module):
+class GaussianActor(nn.Module):
     """``obs [..., obs_dim] -> (mean, log_std)``, each ``[..., act_dim]``; ``num_layers`` ReLU layers (BC: 3, SAC: 2)."""
 
     act_dim: int

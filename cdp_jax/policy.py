@@ -16,8 +16,8 @@ import numpy as np
 
 from cdp_jax import agents as agent_registry
 from cdp_jax.agents.base import HParams
-from cdp_jax.checkpoint import SweepCheckpoints
-from cdp_jax.data.normalization import Normalizer
+from cdp_jax.checkpoint import Checkpoints
+from cdp_jax.datasets.normalization import Normalizer
 from cdp_jax.exported import write_exported
 
 META = "policy_meta.json"
@@ -31,7 +31,7 @@ def write_policy_meta(workdir: str, *, agent: str, agent_config: dict, members: 
     atomic_write_text(os.path.join(workdir, META), json.dumps(meta))
 
 
-class Policy:
+class TrainedPolicy:
     """A frozen grid member: ``act(obs [B, obs_dim], key) -> [B, act_dim]`` in environment units (jitted)."""
 
     def __init__(self, agent, meta: dict, member: dict, step: int):
@@ -83,7 +83,7 @@ def load_grid(workdir: str, step: int | None = None):
         raise ValueError(f"{workdir!r} is not a sweep workdir (a folder written by experiments.sweep){hint}")
     if not os.path.exists(meta_path):
         raise ValueError(f"{workdir!r} holds no {META}; it is not a sweep workdir, or its sweep never started")
-    ckpt = SweepCheckpoints(workdir, read_only=True)
+    ckpt = Checkpoints(workdir, read_only=True)
     latest = ckpt.latest_step()
     if latest is None:
         raise ValueError(f"{workdir!r} holds no finished sweep checkpoint; run experiments.sweep there first")
@@ -101,12 +101,12 @@ def load_grid(workdir: str, step: int | None = None):
 
 
 def load_policy(workdir: str, member: int | None = None, *, seed: int | None = None,
-                data_fraction: float | None = None, gamma: float | None = None, step: int | None = None) -> Policy:
+                data_fraction: float | None = None, gamma: float | None = None, step: int | None = None) -> TrainedPolicy:
     """The grid member ``member`` (an index), or the one matching ``seed``/``data_fraction``/``gamma``, at the
     latest finished checkpoint (or ``step``)."""
     agents, meta, step = load_grid(workdir, step)
     index = _select(meta["members"], member, seed=seed, data_fraction=data_fraction, gamma=gamma)
-    return Policy(jax.tree.map(lambda x: x[index], agents), meta, meta["members"][index], step)
+    return TrainedPolicy(jax.tree.map(lambda x: x[index], agents), meta, meta["members"][index], step)
 
 
 def members_table(workdir: str) -> str:

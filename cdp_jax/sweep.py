@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from cdp_jax import agents as agent_registry
 from cdp_jax import evaluation, results
-from cdp_jax.checkpoint import SweepCheckpoints
+from cdp_jax.checkpoint import Checkpoints
 from cdp_jax.config import agent_config, validate
-from cdp_jax.data import Normalizer, load_transitions
+from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk, with_contraction
@@ -100,7 +100,7 @@ class Sweep:
                 raise ValueError(f"dataset {cfg.dataset_id!r} is not local, and generator {cfg.generate!r} writes "
                                  f"{writes!r} (or a variant {stem}-TAG-vN): fix --config.dataset_id, or generate it "
                                  f"under this id first with `python -m cdp_jax.datasets generate {cfg.generate} "
-                                 f"--dataset-id {cfg.dataset_id}`")
+                                 f"--dataset_id {cfg.dataset_id}`")
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
         data, info = load_transitions(cfg.dataset_id)
@@ -148,7 +148,7 @@ class Sweep:
         layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
             sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
 
-        ckpt = SweepCheckpoints(self.workdir)
+        ckpt = Checkpoints(self.workdir)
         state = {"agents": agents, "diverged": diverged}
         start = 0
         rows = []
@@ -165,7 +165,7 @@ class Sweep:
                          if r["step"] <= start] if start else []
 
         train_chunk = make_train_chunk(data, cfg.batch_size, cfg.eval_every)
-        policy = evaluation.make_policy(lambda agent, obs, key: agent.act(obs, key))
+        act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
         k_states = jax.random.PRNGKey(cfg.eval_seed)
         probe = jax.random.choice(k_states, data.size, (min(cfg.consistency_states, data.size),), replace=False)
         probe_obs, probe_act = data.observations[probe], data.actions[probe]
@@ -189,7 +189,7 @@ class Sweep:
                 jax.block_until_ready((agents, metrics))
                 t1 = time.perf_counter()
                 done = step + cfg.eval_every
-                new_rows = self._evaluate(agents, diverged, policy, info, norm, grid, done, probe_obs, probe_act)
+                new_rows = self._evaluate(agents, diverged, act, info, norm, grid, done, probe_obs, probe_act)
                 t2 = time.perf_counter()
                 self.timing["train_s"] += t1 - t0
                 self.timing["eval_s"] += t2 - t1
@@ -224,10 +224,10 @@ class Sweep:
         self.agents, self.grid, self.info = state["agents"], grid, info
         return rows
 
-    def _evaluate(self, agents, diverged, policy, info, norm, grid, step, probe_obs, probe_act):
+    def _evaluate(self, agents, diverged, act, info, norm, grid, step, probe_obs, probe_act):
         cfg = self.cfg
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(grid.seeds)
-        scores = evaluation.evaluate(agents, policy, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
+        scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
                                      workers=cfg.eval_workers or os.cpu_count())
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
         spread = evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples)

@@ -9,11 +9,11 @@ import minari
 import numpy as np
 import pytest
 
-from cdp_jax import data as D
-from cdp_jax.data import subsets as S
+from cdp_jax import datasets as D
+from cdp_jax.datasets import subsets as S
 from cdp_jax.datasets import generate
-from cdp_jax.datasets import pointmaze
-from cdp_jax.datasets.writing import mean_return
+from cdp_jax.datasets.generators import pointmaze
+from cdp_jax.datasets.generators.writing import mean_return
 
 MAZE_ID, TOY_ID = "local/pointmaze/umaze-v0", "local/toy/reach-v0"
 
@@ -150,6 +150,10 @@ def test_generate_cli_refuses_bad_names_and_existing_ids_at_once(minari_root, ca
     t0 = time.time()
     assert main(["generate", "pointmaze-umaze", "--steps", "1000000"]) == 2       # exists: refused before collecting
     assert time.time() - t0 < 5.0 and "already exists" in capsys.readouterr().err
+    assert main(["generate", "toy-reach", "--stepz=3"]) == 2                       # absl flags, one line
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: Unknown command line flag 'stepz'. Did you mean: steps? (`python -m cdp_jax.datasets --help` lists "
+        "the flags)"]
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "local/pointmaze/umaze-v0" in out and "3000 steps" in out and "pointmaze-medium" in out
@@ -159,7 +163,7 @@ def test_generate_cli_refuses_bad_names_and_existing_ids_at_once(minari_root, ca
 def test_non_finite_values_are_refused_at_load(minari_root, field):
     import gymnasium as gym
     import minari
-    from cdp_jax.datasets.writing import episode_buffer
+    from cdp_jax.datasets.generators.writing import episode_buffer
     arrays = dict(observations=np.zeros((6, 2), np.float32), actions=np.zeros((5, 1), np.float32),
                   rewards=np.ones(5))
     arrays[field][3] = np.inf if field == "rewards" else np.nan
@@ -175,7 +179,7 @@ def test_unknown_dataset_fails_fast_without_a_network(minari_root, monkeypatch):
     """Without HF_HUB_OFFLINE the huggingface client retries for ~23 s; the reachability probe answers at once."""
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    from cdp_jax.data import loading
+    from cdp_jax.datasets import loading
     if loading._remote_reachable():                  # a machine with a network: take it away
         monkeypatch.setattr(loading, "_remote_reachable", lambda timeout=3.0: False)
     t0 = time.time()

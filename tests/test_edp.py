@@ -87,7 +87,7 @@ def test_rl_agent_refuses_reward_free_and_discrete_datasets(minari_root, tmp_pat
     import gymnasium as gym
     import minari
     from cdp_jax import config, sweep
-    from cdp_jax.datasets.writing import episode_buffer
+    from cdp_jax.datasets.generators.writing import episode_buffer
 
     def cfg(dataset_id):
         c = config.base_config()

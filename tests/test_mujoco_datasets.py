@@ -7,8 +7,8 @@ import minari
 import numpy as np
 import pytest
 
-from cdp_jax.data import load_transitions
-from cdp_jax.datasets import mujoco
+from cdp_jax.datasets import load_transitions
+from cdp_jax.datasets.generators import mujoco
 
 STEPS = 1500
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cdp_jax.data import Normalizer, load_transitions
+from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.policy import load_policy
 from tests.test_sweep import run, tiny_config
 

@@ -11,8 +11,8 @@ import pytest
 
 from cdp_jax import config, results, sweep
 from cdp_jax import grid as G
-from cdp_jax.checkpoint import SweepCheckpoints
-from cdp_jax.data import load_transitions
+from cdp_jax.checkpoint import Checkpoints
+from cdp_jax.datasets import load_transitions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,16 +56,16 @@ def test_grid_member_equals_member_alone(minari_root, tmp_path):
 
 def test_killed_sweep_resumes_to_identical_results(minari_root, tmp_path, monkeypatch):
     _, reference = run(tiny_config(), tmp_path / "straight")
-    original = SweepCheckpoints.save
+    original = Checkpoints.save
 
     def crash_after_first(self, step, state):
         original(self, step, state)
         raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(SweepCheckpoints, "save", crash_after_first)
+    monkeypatch.setattr(Checkpoints, "save", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         run(tiny_config(), tmp_path / "crashed")
-    monkeypatch.setattr(SweepCheckpoints, "save", original)
+    monkeypatch.setattr(Checkpoints, "save", original)
     assert [r["step"] for r in results.read_csv(tmp_path / "crashed" / "results.csv")] == [20.0] * 8
     _, resumed = run(tiny_config(), tmp_path / "crashed")
     assert len(resumed) == len(reference)
@@ -171,7 +171,7 @@ def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_pa
         np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-5)
 
 
-# The official configs/cdp-rl/task files (eta, weight_temperature), as the paper's digest transcribes them.
+# The official configs/cdp-rl/task files (eta, weight_temperature), (aminabyaneh/contractive-diffusion-policy).
 OFFICIAL = {"halfcheetah-medium": (1.0, 50), "halfcheetah-medium-replay": (1.0, 150),
             "halfcheetah-medium-expert": (1.0, 50), "hopper-medium": (1.0, 300), "hopper-medium-replay": (1.0, 300),
             "hopper-medium-expert": (1.0, 8), "walker2d-medium": (1.0, 300), "walker2d-medium-replay": (1.0, 100),

@@ -67,7 +67,7 @@ def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int)
     return ml_collections.FrozenConfigDict(config)
 
 
-class DiffusionPolicy:
+class DiffusionActor:
     """What every diffusion backbone shares; mixed into agents whose config has a ``diffusion`` section and that
     hold ``hp`` and the EMA actor parameters ``actor_ema``."""
 

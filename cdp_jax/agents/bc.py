@@ -9,7 +9,7 @@ import ml_collections
 import optax
 
 from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer
-from cdp_jax.networks import GaussianPolicy, tanh_gaussian
+from cdp_jax.networks import GaussianActor, tanh_gaussian
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -29,12 +29,12 @@ class BCAgent(flax.struct.PyTreeNode):
         if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
             raise ValueError("agent 'bc' has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
         config = freeze_config(config, obs_dim, act_dim)
-        params = GaussianPolicy(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
+        params = GaussianActor(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
         tx = make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)
         return cls(params, tx.init(params), jnp.zeros((), jnp.int32), hp, config)
 
     def loss(self, params, batch):
-        mean, log_std = GaussianPolicy(self.config.act_dim, self.config.hidden).apply(params, batch["observations"])
+        mean, log_std = GaussianActor(self.config.act_dim, self.config.hidden).apply(params, batch["observations"])
         actions = jnp.clip(batch["actions"], -1 + 1e-5, 1 - 1e-5)
         nll = -tanh_gaussian(mean, log_std).log_prob(actions).mean()
         return nll, dict(loss=nll, mse=jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2))
@@ -53,5 +53,5 @@ class BCAgent(flax.struct.PyTreeNode):
     def act(self, obs, key):
         """The mode ``tanh(mean)``, ``[B, act_dim]``."""
         del key
-        mean, _ = GaussianPolicy(self.config.act_dim, self.config.hidden).apply(self.params, obs)
+        mean, _ = GaussianActor(self.config.act_dim, self.config.hidden).apply(self.params, obs)
         return jnp.tanh(mean)

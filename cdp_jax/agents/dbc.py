@@ -1,6 +1,7 @@
 """Diffusion behaviour cloning (DBC), the imitation-learning backbone; with ``gamma > 0`` it is CDP-IL.
 
-Loss: ``L = mean ||x_theta(a_t, t, s) - a||^2 + gamma * L_c`` (x0 prediction, section 4.2 of the digest).
+Loss: ``L = mean ||x_theta(a_t, t, s) - a||^2 + gamma * L_c`` (x0 prediction, as the official
+``scripts/cdp_il_lowdim.py`` trains it).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
                                  make_optimizer)
 
 
@@ -26,7 +27,7 @@ def default_config() -> ml_collections.ConfigDict:
     return cfg
 
 
-class DBCAgent(DiffusionPolicy, flax.struct.PyTreeNode):
+class DBCAgent(DiffusionActor, flax.struct.PyTreeNode):
     """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``hp``."""
 
     params: dict

@@ -1,7 +1,7 @@
 """Diffusion-QL (Wang et al. 2023), a Table 1 baseline: EDP's critic and evaluation, but an eps-prediction actor
 with T = 5 and 5 DDPM steps, whose Q term differentiates through the WHOLE reverse chain instead of EDP's one-step
 approximation. ``max_q_backup`` gives DQL's optional max-Q target. gamma > 0 adds the contraction term (CDP-DQL);
-the penalty acts on the x0 prediction formed from eps (digest section 2.6).
+the penalty acts on the x0 prediction formed from eps (README, "The contraction loss, and which sign").
 """
 from __future__ import annotations
 

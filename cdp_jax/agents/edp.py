@@ -1,6 +1,6 @@
 """Efficient Diffusion Policy (EDP), the offline-RL backbone of CDP; with ``gamma > 0`` it is CDP-RL.
 
-Actor (digest section 4.1): x0-prediction DQL MLP, T = 50, loss
+Actor (as the official ``scripts/cdp_rl.py`` builds it on CleanDiffuser): x0-prediction DQL MLP, T = 50, loss
 ``bc + eta * q_loss + gamma * L_c`` with the one-step action approximation
 ``a0_hat = x_theta(alpha_t a + sigma_t eps, t, s)`` and ``q_loss = -Q1(s, a0_hat).mean() / |Q2(s, a0_hat)|.mean()``
 (the denominator held fixed; Q1 and Q2 swap roles with probability 0.5), and ``L_c`` on levels t < 0.1 T.
@@ -19,7 +19,7 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
                                  make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ
 
@@ -52,7 +52,7 @@ def select_candidates(key, candidates, q, temperature):
     return jnp.take_along_axis(candidates, choice[:, None, None], axis=1)[:, 0]
 
 
-class EDPAgent(DiffusionPolicy, flax.struct.PyTreeNode):
+class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
     actor_params: dict
     actor_opt: optax.OptState
     actor_ema: dict

@@ -12,7 +12,7 @@ import ml_collections
 import optax
 
 from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionPolicy, HParams, check_batch, check_hparams, ema_update, freeze_config,
+from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
                                  make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ, ValueNetwork
 
@@ -38,7 +38,7 @@ def implicit_weights(q, v, tau):
     return jnp.abs(tau - (q < v[:, None]).astype(q.dtype))
 
 
-class IDQLAgent(DiffusionPolicy, flax.struct.PyTreeNode):
+class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
     actor_params: dict
     actor_opt: optax.OptState
     actor_ema: dict

@@ -5,7 +5,7 @@ Observation layout: Box observations are used as they are. Dict observations are
 AntMaze 27 + 2 = 29); ``achieved_goal`` is left out since it repeats the position in ``observation``; any other
 keys follow in sorted order. ``DatasetInfo.obs_layout`` records the (key, width) pairs.
 
-Rewards can be tuned as the reference code does (digest section 4.1): ``"return_range"`` scales rewards so that
+Rewards can be tuned as the official ``scripts/cdp_rl.py`` does: ``"return_range"`` scales rewards so that
 the range of episode returns spans 1000 (MuJoCo), ``"antmaze"`` subtracts 1, ``"none"`` leaves them.
 """
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _remote_reachable(timeout: float = 3.0) -> bool:
 def _not_found(dataset_id: str) -> str:
     root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")
     return (f"dataset {dataset_id!r} is neither local (under {root}) nor downloadable here. Generate one with "
-            f"`python -m cdp_jax.datasets generate NAME --dataset-id {dataset_id}` (see `python -m cdp_jax.datasets "
+            f"`python -m cdp_jax.datasets generate NAME --dataset_id {dataset_id}` (see `python -m cdp_jax.datasets "
             f"list`), or fetch it on a machine with a network with `minari download {dataset_id}`")
 
 

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from cdp_jax.datasets.writing import episode_buffer, mean_return, write_dataset
+from cdp_jax.datasets.generators.writing import episode_buffer, mean_return, write_dataset
 from cdp_jax.envpool import register_robotics_envs
 
 register_robotics_envs()
@@ -145,7 +145,7 @@ def generate(maze: str, dataset_id: str, num_steps: int = 1_000_000, seed: int =
     try:
         return write_dataset(
             dataset_id, episodes, env_spec=data_env.spec, eval_env_spec=evaluation.spec, ref_min_score=ref_min,
-            ref_max_score=ref_max, algorithm_name="cdp_jax.datasets.pointmaze WaypointController (BFS + PD)",
+            ref_max_score=ref_max, algorithm_name="cdp_jax.datasets.generators.pointmaze WaypointController (BFS + PD)",
             description=__doc__, overwrite=overwrite)
     finally:
         data_env.close(), evaluation.close()

@@ -10,7 +10,7 @@ medium     the first snapshot with return >= R_E / 3 (D4RL: "about 1/3 of the ex
 expert     the first snapshot with return >= 0.9 R_E; the best one if the training budget ends first
 =========  =====================================================================================
 
-``R_E`` is ``--expert-return``, else the D4RL reference expert return for Hopper, Walker2d, HalfCheetah, Ant and
+``R_E`` is ``--expert_return``, else the D4RL reference expert return for Hopper, Walker2d, HalfCheetah, Ant and
 the pendulums (:data:`REFERENCE_EXPERT_RETURNS`), else (any other environment) the best evaluated return after
 the whole training budget. With ``R_E`` known, training stops as soon as the highest requested level is reached.
 Derived datasets: ``medium-replay`` is SAC's replay buffer up to the medium snapshot (D4RL's recipe) and
@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from cdp_jax.data.normalization import Normalizer
-from cdp_jax.datasets import sac
-from cdp_jax.datasets.writing import datasets_root, episode_buffer, mean_return, write_dataset
+from cdp_jax.datasets.normalization import Normalizer
+from cdp_jax.agents import sac
+from cdp_jax.datasets.generators.writing import datasets_root, episode_buffer, mean_return, write_dataset
 from cdp_jax.io import atomic_write_bytes, atomic_write_text
 
 LEVELS = ("simple", "medium", "expert")
@@ -127,7 +127,7 @@ def env_actions(space: gym.spaces.Box):
     return lambda a: np.asarray(norm.to_env_action(np.asarray(a, np.float32)), np.float32)
 
 
-def snapshot_policy(params, scale):
+def snapshot_actor(params, scale):
     """``act(obs, rng)``: stochastic environment actions of an actor snapshot, seeded from the numpy ``rng``."""
     def act(obs, rng):
         return scale(sac.snapshot_actions(params, jnp.asarray(obs, jnp.float32), int(rng.integers(2**31))))
@@ -165,20 +165,20 @@ class Trainer:
     def train(self, expert_return: float) -> tuple[dict, "sac.ReplayBuffer"]:
         """Trains until the highest requested level is reached (``expert_return > 0``) or the budget ends.
         Returns ``(levels {name: snapshot record}, replay buffer)``."""
-        from cdp_jax.checkpoint import CheckpointError, SweepCheckpoints
+        from cdp_jax.checkpoint import CheckpointError, Checkpoints
         o = self.o
         wanted = [lv for lv in LEVELS if lv in o.levels or any(lv in DERIVED.get(d, ()) for d in o.levels)]
         key = jax.random.PRNGKey(o.seed)
         agent = sac.SACAgent.create(sac.default_config(), key, self.obs_dim, self.act_dim)
         buffer = sac.ReplayBuffer.create(o.train_steps, self.obs_dim, self.act_dim)
-        ckpt = SweepCheckpoints(self.workdir, max_to_keep=1)
+        ckpt = Checkpoints(self.workdir, max_to_keep=1)
         start = self.resumed_from = ckpt.latest_step() or 0
         if start:
             try:
                 state = ckpt.restore(start, {"agent": agent, "buffer": buffer})
             except CheckpointError:
                 raise ValueError(f"the SAC checkpoint in {self.workdir} does not fit this run (it was made with "
-                                 f"another --train-steps or environment); use the same options or another "
+                                 f"another --train_steps or environment); use the same options or another "
                                  f"--workdir") from None
             agent, buffer = state["agent"], state["buffer"]
         history = self.history()
@@ -214,7 +214,7 @@ class Trainer:
                 bar.update(o.update_every)
             if cut:
                 params = jax.device_get(agent.actor.params)
-                ret = mean_return(self.env, snapshot_policy(params, self.scale), o.eval_episodes, seed=10_000 + step)
+                ret = mean_return(self.env, snapshot_actor(params, self.scale), o.eval_episodes, seed=10_000 + step)
                 self._save_snapshot(step, params, ret, time.time() - wall0)
                 ckpt.save(step, {"agent": agent, "buffer": buffer})
                 levels = choose_levels(self.history(), expert_return, wanted)
@@ -224,8 +224,8 @@ class Trainer:
         ckpt.close()
         history = self.history()
         if not history:
-            raise ValueError(f"training stopped before its first evaluation; raise --train-steps above "
-                             f"--eval-every={o.eval_every}")
+            raise ValueError(f"training stopped before its first evaluation; raise --train_steps above "
+                             f"--eval_every={o.eval_every}")
         levels = choose_levels(history, expert_return or max(r["return"] for r in history), wanted, final=True)
         os.makedirs(os.path.join(self.workdir, "levels"), exist_ok=True)
         atomic_write_text(os.path.join(self.workdir, "levels", "levels.json"), json.dumps(levels, indent=1))
@@ -318,13 +318,13 @@ def generate(options: Options) -> dict:
     missing = [lv for lv in o.levels if lv in LEVELS and lv not in levels]
     if missing:
         best = max(r["return"] for r in trainer.history())
-        raise ValueError(f"levels {missing} were not reached within --train-steps={o.train_steps} (best evaluated "
-                         f"return {best:.1f}, expert return {expert_return:.1f}); raise --train-steps or lower "
-                         f"--expert-return")
+        raise ValueError(f"levels {missing} were not reached within --train_steps={o.train_steps} (best evaluated "
+                         f"return {best:.1f}, expert return {expert_return:.1f}); raise --train_steps or lower "
+                         f"--expert_return")
     like = jax.device_get(sac.SACAgent.create(sac.default_config(), jax.random.PRNGKey(0), trainer.obs_dim,
                                               trainer.act_dim).actor.params)
     snapshots = {lv: load_snapshot(rec["path"], like) for lv, rec in levels.items()}
-    policies = {lv: snapshot_policy(params, trainer.scale) for lv, params in snapshots.items()}
+    policies = {lv: snapshot_actor(params, trainer.scale) for lv, params in snapshots.items()}
     for lv, params in snapshots.items():
         atomic_write_bytes(os.path.join(trainer.workdir, "levels", f"{lv}.msgpack"), flax.serialization.to_bytes(params))
     t1 = time.time()
@@ -348,7 +348,7 @@ def generate(options: Options) -> dict:
         write_dataset(ids[lv], episodes[lv], env_spec=spec, eval_env_spec=spec, ref_min_score=ref_min,
                       ref_max_score=ref_max, algorithm_name="cdp_jax SAC (JAX)",
                       description=f"{o.env_id} {lv}: {how}; levels relative to expert return {expert_return:.1f} "
-                                  f"(cdp_jax.datasets.mujoco)", overwrite=o.overwrite)
+                                  f"(cdp_jax.datasets.generators.mujoco)", overwrite=o.overwrite)
         timings[f"{lv}_s"] = time.time() - t
         written[lv] = ids[lv]
     report = {"datasets": written, "levels": levels, "resumed_from": trainer.resumed_from, "ref_min_score": ref_min, "ref_max_score": ref_max,

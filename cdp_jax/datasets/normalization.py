@@ -1,6 +1,6 @@
 """The one place where observations are standardised and actions rescaled between the environment's Box and
 the agents' ``[-1, 1]^act_dim``. Pure arithmetic, so the same object serves numpy (evaluation, data generation)
-and traced jax arrays (``Policy`` under ``jit``/``jax.export``)."""
+and traced jax arrays (``TrainedPolicy`` under ``jit``/``jax.export``)."""
 from __future__ import annotations
 
 import dataclasses

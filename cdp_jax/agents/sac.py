@@ -1,7 +1,7 @@
 """Soft actor-critic (Haarnoja et al. 2018, with automatic entropy tuning) in JAX: the behaviour-policy trainer of
 the locomotion datasets.
 
-* Actor: :class:`cdp_jax.networks.GaussianPolicy` (2 x 256 ReLU) squashed by tanh (distrax), actions in (-1, 1).
+* Actor: :class:`cdp_jax.networks.GaussianActor` (2 x 256 ReLU) squashed by tanh (distrax), actions in (-1, 1).
 * Critic: two ReLU MLP heads (2 x 256), soft target ``r + discount (1 - done)
   (min Q'(s', a') - alpha log pi(a'|s'))``, Polyak rate ``tau``.
 * Temperature: ``log_alpha`` trained towards the target entropy ``-act_dim``.
@@ -22,8 +22,8 @@ import ml_collections
 import optax
 from flax.training.train_state import TrainState
 
-from cdp_jax.data import Transitions
-from cdp_jax.networks import GaussianPolicy, tanh_gaussian
+from cdp_jax.datasets import Transitions
+from cdp_jax.networks import GaussianActor, tanh_gaussian
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -50,7 +50,7 @@ class SoftQ(nn.Module):
 
 
 class ReplayBuffer(flax.struct.PyTreeNode):
-    """``capacity`` rows of :class:`cdp_jax.data.Transitions` (actions in (-1, 1)), of which ``size`` are filled.
+    """``capacity`` rows of :class:`cdp_jax.datasets.Transitions` (actions in (-1, 1)), of which ``size`` are filled.
     Rows are never overwritten: make the capacity the training budget."""
 
     data: Transitions
@@ -99,7 +99,7 @@ class SACAgent(flax.struct.PyTreeNode):
 
     @staticmethod
     def networks(config):
-        return GaussianPolicy(config.act_dim, config.hidden, num_layers=2), SoftQ(config.hidden)
+        return GaussianActor(config.act_dim, config.hidden, num_layers=2), SoftQ(config.hidden)
 
     def policy(self, params, obs):
         return tanh_gaussian(*self.actor.apply_fn(params, obs))
@@ -162,5 +162,5 @@ def snapshot_actions(actor_params, obs, seed):
     """Stochastic actions of a saved actor snapshot (``SACAgent.actor.params``), ``obs [..., obs_dim] ->
     [..., act_dim]`` in (-1, 1), drawn with ``PRNGKey(seed)``."""
     p = actor_params["params"]
-    net = GaussianPolicy(p["Dense_2"]["kernel"].shape[-1], p["Dense_0"]["kernel"].shape[-1], num_layers=2)
+    net = GaussianActor(p["Dense_2"]["kernel"].shape[-1], p["Dense_0"]["kernel"].shape[-1], num_layers=2)
     return tanh_gaussian(*net.apply(actor_params, obs)).sample(seed=jax.random.PRNGKey(seed))

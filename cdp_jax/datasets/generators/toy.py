@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from cdp_jax.datasets.writing import episode_buffer, mean_return, write_dataset
+from cdp_jax.datasets.generators.writing import episode_buffer, mean_return, write_dataset
 
 ENV_ID = "cdp_jax/ToyReach-v0"
 TARGETS = np.array([[-0.6, 0.6], [0.6, 0.6]], np.float32)
@@ -37,7 +37,7 @@ class ToyReachEnv(gym.Env):
 
 
 if ENV_ID not in gym.registry:
-    gym.register(ENV_ID, entry_point="cdp_jax.datasets.toy:ToyReachEnv", max_episode_steps=MAX_STEPS)
+    gym.register(ENV_ID, entry_point="cdp_jax.datasets.generators.toy:ToyReachEnv", max_episode_steps=MAX_STEPS)
 
 
 def demonstrator(target: np.ndarray, noise: float):
@@ -78,7 +78,7 @@ def generate(dataset_id: str, num_steps: int = 5_000, seed: int = 0, overwrite: 
     ref_min = mean_return(env, lambda obs, rng: rng.uniform(-1, 1, 2).astype(np.float32), 50, 10_000)
     try:
         return write_dataset(dataset_id, episodes, env_spec=env.spec, eval_env_spec=env.spec, ref_min_score=ref_min,
-                             ref_max_score=ref_max, algorithm_name="cdp_jax.datasets.toy demonstrator",
+                             ref_max_score=ref_max, algorithm_name="cdp_jax.datasets.generators.toy demonstrator",
                              description=__doc__, overwrite=overwrite)
     finally:
         env.close()

@@ -1,10 +1,11 @@
-"""The generators by name, their default dataset ids and step counts."""
+"""Dataset generators by name, with their default ids and step counts; ``generate`` refuses an existing id
+before collecting a single step."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
 
-from cdp_jax.datasets.writing import refuse_existing
+from cdp_jax.datasets.generators.writing import refuse_existing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,13 +19,13 @@ class Generator:
 
 def _pointmaze(maze: str) -> Callable[..., str]:
     def run(dataset_id, num_steps, seed, overwrite, progress):
-        from cdp_jax.datasets import pointmaze
+        from cdp_jax.datasets.generators import pointmaze
         return pointmaze.generate(maze, dataset_id, num_steps, seed, overwrite, progress=progress)
     return run
 
 
 def _toy(dataset_id, num_steps, seed, overwrite, progress):
-    from cdp_jax.datasets import toy
+    from cdp_jax.datasets.generators import toy
     return toy.generate(dataset_id, num_steps, seed, overwrite, progress)
 
 

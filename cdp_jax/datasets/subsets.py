@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cdp_jax.data.loading import Transitions
+from cdp_jax.datasets.loading import Transitions
 
 SUBSET_KINDS = ("transitions", "episodes")
 
