@@ -11,9 +11,14 @@ import math
 import ml_collections
 
 from cdp_jax import agents as agent_registry
-from cdp_jax.datasets.subsets import SUBSET_KINDS
 from cdp_jax.datasets import GENERATORS
+from cdp_jax.datasets.normalization import OBS_NORMALIZATIONS
+from cdp_jax.datasets.subsets import SUBSET_KINDS
 
+# The γ values the official code sweeps per task (its best per task is what the paper reports); with 0 as the
+# plain backbone. ``experiments/configs/d4rl_mujoco.py:TASK,gammas`` trains them all in one grid, and
+# ``python -m experiments.select_gamma`` chooses one on held-out episodes.
+OFFICIAL_GAMMAS = (0.0, 0.001, 0.01, 0.1, 0.5, 1.0, 10.0)
 REQUIRED = ("dataset_id", "agent", "seeds", "data_fractions", "gammas", "num_steps", "eval_every", "eval_episodes")
 
 
@@ -23,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_seed=100_000, eval_workers=1, batch_size=256, normalize_obs=True,
+        eval_every=2_000, eval_episodes=10, eval_return_clip=(), eval_seed=100_000, eval_workers=1, batch_size=256, obs_normalization="gaussian",
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
 
@@ -69,6 +74,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if cfg.num_steps % cfg.eval_every:
         raise ValueError(f"num_steps={cfg.num_steps} must be a multiple of eval_every={cfg.eval_every}")
+    clip = tuple(cfg.get("eval_return_clip", ()))
+    if clip and not (len(clip) == 2 and float(clip[0]) < float(clip[1])):
+        raise ValueError(f"eval_return_clip must be () or (low, high) with low < high, got {clip}")
+    if cfg.obs_normalization not in OBS_NORMALIZATIONS:
+        raise ValueError(f"unknown obs_normalization {cfg.obs_normalization!r}; choose one of {OBS_NORMALIZATIONS}")
     if cfg.subset_kind not in SUBSET_KINDS:
         raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
     if cfg.generate and cfg.generate not in GENERATORS:

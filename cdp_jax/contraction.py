@@ -18,7 +18,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-PENALTIES = ("frobenius", "hinge", "eigen_max")
+PENALTIES = ("frobenius", "hinge", "eigen_max", "eigen_avg")
 EIGEN_METHODS = ("lanczos", "power")
 
 Fn = Callable[[jax.Array], jax.Array]
@@ -149,6 +149,7 @@ def batch_penalty(kind: str, fn: Fn, x: jax.Array, key: jax.Array, *, beta: floa
     ``"frobenius"``: the official code's default, ``mean((J_sym + beta I)^2)``.
     ``"hinge"``: the paper's ``max(-beta, lambda_max - threshold)`` (``threshold`` scalar or ``[B]``).
     ``"eigen_max"``: the code's ``eigen_max`` option, ``lambda_max`` added linearly.
+    ``"eigen_avg"``: the code's ``eigen_avg`` option, the mean of all exact eigenvalues of ``J_sym`` (eigvalsh).
     """
     if kind == "frobenius":
         return batch_frobenius_penalty(fn, x, beta)
@@ -156,6 +157,8 @@ def batch_penalty(kind: str, fn: Fn, x: jax.Array, key: jax.Array, *, beta: floa
         return hinge_penalty(batch_max_eigenvalue(fn, x, key, num_iters, method), threshold, beta)
     if kind == "eigen_max":
         return batch_max_eigenvalue(fn, x, key, num_iters, method)
+    if kind == "eigen_avg":
+        return jnp.linalg.eigvalsh(batch_symmetric_jacobian(fn, x)).mean(-1)
     raise ValueError(f"unknown contraction penalty {kind!r}; choose one of {PENALTIES}")
 
 

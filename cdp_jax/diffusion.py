@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from cdp_jax import contraction, samplers
-from cdp_jax.networks import make_denoiser_network
+from cdp_jax.networks import NETWORKS, TIME_EMBEDDINGS, make_denoiser_network
 from cdp_jax.schedules import VPSchedule, make_schedule
 
 PREDICTIONS = ("x0", "eps")
@@ -28,7 +28,7 @@ THRESHOLDS = ("zero", "alpha")
 def default_config() -> ml_collections.ConfigDict:
     """The diffusion-policy defaults of the official CDP RL code (EDP actor)."""
     return ml_collections.ConfigDict(dict(
-        network="dql", hidden=0, prediction="x0", schedule="cosine", diffusion_steps=50,
+        network="dql", hidden=0, time_embedding="float", prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
                          threshold="zero", low_noise_fraction=0.1),
@@ -42,8 +42,8 @@ def x0_from_eps(x_t, eps, alpha, sigma):
 
 def validate_config(cfg: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the bad field of a diffusion config."""
-    choices = dict(prediction=PREDICTIONS, sampler=samplers.SAMPLERS, network=("dql", "pearce"),
-                   schedule=("cosine", "linear"))
+    choices = dict(prediction=PREDICTIONS, sampler=samplers.SAMPLERS, network=NETWORKS,
+                   time_embedding=TIME_EMBEDDINGS, schedule=("cosine", "linear"))
     for field, allowed in choices.items():
         if cfg[field] not in allowed:
             raise ValueError(f"unknown {field} {cfg[field]!r}; choose one of {allowed}")
@@ -74,7 +74,7 @@ class Denoiser:
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, act_dim: int) -> "Denoiser":
         validate_config(cfg)
-        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None),
+        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding),
                    make_schedule(cfg.schedule, cfg.diffusion_steps))
 
     def init(self, key: jax.Array, obs_dim: int):
@@ -99,9 +99,11 @@ class Denoiser:
         eps = jax.random.normal(k_e, x0.shape)
         return self.q_sample(x0, t, eps), t, eps
 
-    def denoising_loss(self, params, x_t, t, eps, x0, obs):
-        """MSE against the network's own target (x0 or eps), averaged over batch and action dims."""
-        out = self.network.apply(params, x_t, t, obs)
+    def denoising_loss(self, params, x_t, t, eps, x0, obs, dropout_key=None):
+        """MSE against the network's own target (x0 or eps), averaged over batch and action dims. A network with
+        dropout (``"idql"``) runs it in training mode with ``dropout_key``; everywhere else it is off."""
+        train = dict(train=True, rngs={"dropout": dropout_key}) if self.cfg.network == "idql" else {}
+        out = self.network.apply(params, x_t, t, obs, **train)
         target = x0 if self.cfg.prediction == "x0" else eps
         return jnp.mean((out - target) ** 2)
 

@@ -23,7 +23,7 @@ def grid_actor(act_fn: Callable) -> Callable:
 
 
 def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
-             num_episodes: int, seed: int = 0, workers: int = 1) -> dict[str, np.ndarray]:
+             num_episodes: int, seed: int = 0, workers: int = 1, return_clip: tuple = ()) -> dict[str, np.ndarray]:
     """Runs ``num_episodes`` episodes per member, all members in lockstep.
 
     Args:
@@ -32,6 +32,8 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
       seed: environment reset seeds are ``seed + episode`` for every member (paired comparisons).
       workers: processes that step the ``G * num_episodes`` environments (:class:`cdp_jax.envpool.EnvPool`);
         the results do not depend on it.
+      return_clip: ``(low, high)`` applied to each episode's return before the normalised score (the official
+        evaluation clips kitchen returns to [0, 4] and antmaze returns to [0, 1]); ``()`` leaves them.
     Returns:
       ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
       ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
@@ -58,7 +60,8 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
             t += 1
     returns, success = returns.reshape(g, e), success.reshape(g, e)
     has_ref = info.ref_min_score is not None and info.ref_max_score is not None
-    score = info.normalized_score(returns).mean(1) if has_ref else np.full(g, np.nan)
+    scored = np.clip(returns, *return_clip) if return_clip else returns
+    score = info.normalized_score(scored).mean(1) if has_ref else np.full(g, np.nan)
     return {"return": returns.mean(1), "normalized_score": score,
             "success": success.mean(1) if reports_success else np.full(g, np.nan)}
 

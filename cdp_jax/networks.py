@@ -1,7 +1,9 @@
 """Denoiser networks (flax.linen). Each maps ``(x_t [..., act_dim], t [...], obs [..., obs_dim])`` to
 ``[..., act_dim]``; whether the output is read as x0 or eps is the job of :mod:`cdp_jax.diffusion`.
 
-``t`` is the integer noise-level index ``0..T-1`` (as a float), as the official code feeds it.
+``t`` is the integer noise-level index ``0..T-1`` (as a float), as the official code feeds it. The time embedding
+is selectable (``time_embedding``): ``"float"`` (default) is the sinusoidal embedding the official networks mean to
+compute; ``"cleandiffuser"`` is what they compute (see :func:`positional_embedding`).
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NETWORKS = ("dql", "pearce")
+NETWORKS = ("dql", "pearce", "idql")
+TIME_EMBEDDINGS = ("float", "cleandiffuser")
 
 
 def mish(x: jax.Array) -> jax.Array:
@@ -25,10 +28,20 @@ def mish(x: jax.Array) -> jax.Array:
     return jnp.where(x > 20.0, x, x * n / (n + 2.0))
 
 
-def positional_embedding(t: jax.Array, dim: int, max_positions: int = 10000) -> jax.Array:
-    """EDM-style sinusoidal embedding ``[cos(t w), sin(t w)]``: ``t [...]`` -> ``[..., dim]``."""
+def positional_embedding(t: jax.Array, dim: int, max_positions: int = 10000, kind: str = "float") -> jax.Array:
+    """EDM-style sinusoidal embedding ``[cos(t w), sin(t w)]`` with ``w_k = max_positions^(-k / (dim/2))``:
+    ``t [...]`` -> ``[..., dim]``.
+
+    ``kind="cleandiffuser"`` reproduces CleanDiffuser's ``PositionalEmbedding`` as the official code calls it
+    (CleanDiffuser issue #54): the level arrives as an integer tensor and ``x.ger(freqs.to(x.dtype))`` casts the
+    frequencies to integers, so ``w = (1, 0, ..., 0)`` and the embedding is ``[cos t, 1, ..., 1, sin t, 0, ..., 0]``
+    (levels 0-4 then lie close to levels 44-48, 2π apart)."""
     half = dim // 2
     freqs = (1.0 / max_positions) ** (jnp.arange(half, dtype=jnp.float32) / half)
+    if kind == "cleandiffuser":
+        freqs = jnp.floor(freqs)                  # float -> int64 truncation of values in (0, 1]
+    elif kind != "float":
+        raise ValueError(f"unknown time_embedding {kind!r}; choose one of {TIME_EMBEDDINGS}")
     args = jnp.asarray(t, jnp.float32)[..., None] * freqs
     return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
 
@@ -40,10 +53,11 @@ class DQLMlp(nn.Module):
     act_dim: int
     hidden: int = 256
     emb_dim: int = 64
+    time_embedding: str = "float"
 
     @nn.compact
     def __call__(self, x, t, obs):
-        temb = positional_embedding(t, self.emb_dim)
+        temb = positional_embedding(t, self.emb_dim, kind=self.time_embedding)
         temb = nn.Dense(self.emb_dim)(mish(nn.Dense(2 * self.emb_dim)(temb)))
         h = jnp.concatenate([x, temb, obs], axis=-1)
         for _ in range(3):
@@ -69,10 +83,11 @@ class PearceMlp(nn.Module):
     act_dim: int
     hidden: int = 512
     emb_dim: int = 128
+    time_embedding: str = "float"
 
     @nn.compact
     def __call__(self, x, t, obs):
-        temb = positional_embedding(t, self.emb_dim)
+        temb = positional_embedding(t, self.emb_dim, kind=self.time_embedding)
         tcol = jnp.asarray(t, jnp.float32)[..., None] / 1000.0
         xemb = nn.Dense(self.emb_dim)(x)
         oemb = nn.Dense(self.emb_dim)(obs)
@@ -82,12 +97,39 @@ class PearceMlp(nn.Module):
         return nn.Dense(self.act_dim)(jnp.concatenate([h3, x, tcol], -1))
 
 
-def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None) -> nn.Module:
-    """The denoiser network by name (``"dql"`` or ``"pearce"``), with its paper defaults unless ``hidden`` is given."""
+class IDQLMlp(nn.Module):
+    """IDQL's residual MLP (CleanDiffuser ``IDQLMlp``): time MLP as DQL's, ``Dense(hidden)`` over
+    ``[x_t, t_emb, obs]``, ``num_blocks`` residual blocks ``h + Dense(Mish(Dense_4h(LayerNorm(Dropout(h)))))``,
+    and ``Dense(act_dim)(relu(h))``. Dropout is active only with ``train=True`` (the denoising loss)."""
+
+    act_dim: int
+    hidden: int = 256
+    emb_dim: int = 64
+    num_blocks: int = 3
+    dropout: float = 0.1
+    time_embedding: str = "float"
+
+    @nn.compact
+    def __call__(self, x, t, obs, train: bool = False):
+        temb = positional_embedding(t, self.emb_dim, kind=self.time_embedding)
+        temb = nn.Dense(self.emb_dim)(mish(nn.Dense(2 * self.emb_dim)(temb)))
+        h = nn.Dense(self.hidden)(jnp.concatenate([x, temb, obs], axis=-1))
+        for _ in range(self.num_blocks):
+            r = nn.LayerNorm()(nn.Dropout(self.dropout, deterministic=not train)(h))
+            h = h + nn.Dense(self.hidden)(mish(nn.Dense(4 * self.hidden)(r)))
+        return nn.Dense(self.act_dim)(nn.relu(h))
+
+
+def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None,
+                          time_embedding: str = "float") -> nn.Module:
+    """The denoiser network by name (``"dql"``, ``"pearce"`` or ``"idql"``), with its paper defaults unless
+    ``hidden`` is given."""
     if name == "dql":
-        return DQLMlp(act_dim, hidden or 256)
+        return DQLMlp(act_dim, hidden or 256, time_embedding=time_embedding)
     if name == "pearce":
-        return PearceMlp(act_dim, hidden or 512)
+        return PearceMlp(act_dim, hidden or 512, time_embedding=time_embedding)
+    if name == "idql":
+        return IDQLMlp(act_dim, hidden or 256, time_embedding=time_embedding)
     raise ValueError(f"unknown denoiser network {name!r}; choose one of {NETWORKS}")
 
 

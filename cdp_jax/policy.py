@@ -11,12 +11,12 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from cdp_jax import agents as agent_registry
 from cdp_jax.agents.base import HParams
 from cdp_jax.checkpoint import Checkpoints
+from cdp_jax.config import flatten
 from cdp_jax.datasets.normalization import Normalizer
 from cdp_jax.exported import write_exported
 
@@ -90,7 +90,8 @@ def load_grid(workdir: str, step: int | None = None):
     with open(meta_path) as f:
         meta = json.load(f)
     cls = agent_registry.agent_class(meta["agent"])
-    cfg = ml_collections.ConfigDict(meta["agent_config"])
+    cfg = agent_registry.default_agent_config(meta["agent"])    # keys added since that sweep ran keep their defaults
+    cfg.update_from_flattened_dict(flatten(meta["agent_config"]))
     n = len(meta["members"])
     like = jax.eval_shape(lambda: {"agents": jax.vmap(lambda g: cls.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0),
                                                                           meta["obs_dim"], meta["act_dim"]))(jnp.zeros(n)),

@@ -131,7 +131,7 @@ class Sweep:
         cfg = self.cfg
         data, info = self._dataset()
         agent_cls = agent_registry.agent_class(cfg.agent)
-        norm = Normalizer.from_info(info, cfg.normalize_obs)
+        norm = Normalizer.from_info(info, cfg.obs_normalization)
         data = data.replace(observations=norm.obs(data.observations), next_observations=norm.obs(data.next_observations),
                             actions=jnp.asarray(norm.to_agent_action(data.actions), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
@@ -228,7 +228,7 @@ class Sweep:
         cfg = self.cfg
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(grid.seeds)
         scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
-                                     workers=cfg.eval_workers or os.cpu_count())
+                                     workers=cfg.eval_workers or os.cpu_count(), return_clip=tuple(cfg.eval_return_clip))
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
         spread = evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples)
         lam = evaluation.low_noise_lambda_max(agents, probe_obs, probe_act, key)

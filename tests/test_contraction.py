@@ -134,7 +134,7 @@ def test_hinge():
     np.testing.assert_allclose(C.hinge_penalty(lam, jnp.array([0.0, 0.5, 0.0]), beta=0.1), [-0.1, -0.1, 0.5], atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", ["frobenius", "hinge", "eigen_max"])
+@pytest.mark.parametrize("kind", ["frobenius", "hinge", "eigen_max", "eigen_avg"])
 def test_penalty_gradients_match_finite_differences(kind):
     """d penalty / d params against central differences in float64 along a random parameter direction."""
     with jax.enable_x64(True):

@@ -119,3 +119,32 @@ def test_public_api_at_the_top_is_the_modules_own():
     assert cdp_jax.base_config is config.base_config and cdp_jax.generate_dataset is datasets.generate
     with pytest.raises(AttributeError, match="public API"):
         cdp_jax.train
+
+
+def test_gamma_is_chosen_on_held_out_episodes_not_on_the_reported_ones():
+    from cdp_jax.selection import choose
+    holdout = [dict(seed=s, data_fraction=1.0, gamma=g, holdout_score=h)
+               for s in (0, 1) for g, h in ((0.0, 0.0), (0.1, 30.0 + s), (1.0, 10.0 + s))]
+    reported = [dict(seed=s, data_fraction=1.0, gamma=g, normalized_score=r)
+                for s in (0, 1) for g, r in ((0.0, 5.0 + s), (0.1, 20.0 + 2 * s), (1.0, 50.0))]
+    rows = {r["gamma"]: r for r in choose(holdout, reported)}
+    assert rows[0.1]["chosen"] and not rows[1.0]["chosen"]          # held-out best, though 1.0 reports higher
+    assert rows[0.1]["reported_score"] == 21.0 and rows[0.1]["gamma0_score"] == 5.5
+    assert rows[0.1]["paired_gain"] == 15.5 and rows[0.1]["holdout_score"] == 30.5
+    with pytest.raises(ValueError, match="no γ > 0 member"):
+        choose([h for h in holdout if h["gamma"] == 0.0], reported)
+
+
+def test_select_gamma_on_a_finished_sweep(trained):
+    from cdp_jax import results
+    from cdp_jax.selection import select_gamma
+    _, workdir = trained
+    rows = select_gamma(workdir, episodes=2)
+    final = results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))
+    assert [(r["data_fraction"], r["gamma"], r["chosen"]) for r in rows] == [(0.5, 0.1, True), (1.0, 0.1, True)]
+    for r in rows:
+        rep = [f["normalized_score"] for f in final if f["data_fraction"] == r["data_fraction"] and f["gamma"] == 0.1]
+        np.testing.assert_allclose(r["reported_score"], np.mean(rep), rtol=1e-6)
+        assert np.isfinite(r["holdout_score"])
+    assert os.path.exists(os.path.join(workdir, "gamma_selection.md"))
+    assert results.read_csv(os.path.join(workdir, "gamma_selection.csv"))[0]["gamma"] == 0.1

@@ -53,16 +53,24 @@ def polyak_update(target, params, step: jax.Array, every: int, rate: float):
     return optax.periodic_update(optax.incremental_update(params, target, 1.0 - rate), target, step, every)
 
 
+EMA_BEFORE_START = ("init", "copy")
+
+
 def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
     """The EMA of the actor: :func:`polyak_update` with ``cfg.ema_rate`` every ``cfg.ema_every`` steps from
-    ``cfg.ema_start``; before ``ema_start`` it copies the parameters."""
+    ``cfg.ema_start``. Before ``ema_start`` it stays at the initial weights (``ema_before_start="init"``, the
+    official code: CleanDiffuser's EMA model is a copy made at construction, blended only from step 1000) or
+    follows the parameters (``"copy"``)."""
     blended = polyak_update(ema, params, step, cfg.ema_every, cfg.ema_rate)
-    return jax.tree.map(lambda p, b: jnp.where(step < cfg.ema_start, p, b), params, blended)
+    before = params if cfg.ema_before_start == "copy" else ema
+    return jax.tree.map(lambda p, b: jnp.where(step < cfg.ema_start, p, b), before, blended)
 
 
 def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> ml_collections.FrozenConfigDict:
     """An agent's static config: a hashable copy with ``obs_dim`` and ``act_dim`` recorded."""
     config = ml_collections.ConfigDict(config.to_dict())
+    if config.get("ema_before_start", "init") not in EMA_BEFORE_START:
+        raise ValueError(f"unknown ema_before_start {config.ema_before_start!r}; choose one of {EMA_BEFORE_START}")
     config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
     return ml_collections.FrozenConfigDict(config)
 
@@ -89,7 +97,7 @@ class DiffusionActor:
         den = self.denoiser
         k_noise, k_c = jax.random.split(key)
         x_t, t, eps = den.noise(k_noise, act)
-        bc = den.denoising_loss(params, x_t, t, eps, act, obs)
+        bc = den.denoising_loss(params, x_t, t, eps, act, obs, dropout_key=jax.random.fold_in(key, 1))
         if not self.config.diffusion.contraction.enabled:
             return bc, dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
         lc = den.contraction_loss(params, k_c, act, obs, x_t, t)

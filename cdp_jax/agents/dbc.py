@@ -17,10 +17,11 @@ from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hpa
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """CDP-IL low-dim defaults: Pearce MLP, 50 DPM-Solver++ steps, lr 1e-3, EMA 0.995 every step, L_c at all t."""
+    """CDP-IL low-dim defaults (the official recipe): Pearce MLP, 50 DPM-Solver++ steps, AdamW lr 1e-3 without a
+    schedule, EMA 0.995 every step, L_c at all t."""
     cfg = ml_collections.ConfigDict(dict(
-        agent="dbc", lr=1e-3, weight_decay=0.01, total_steps=100_000, cosine_lr=True, grad_clip=0.0,
-        ema_rate=0.995, ema_every=1, ema_start=0, diffusion=diffusion.default_config()))
+        agent="dbc", lr=1e-3, weight_decay=0.01, total_steps=100_000, cosine_lr=False, grad_clip=0.0,
+        ema_rate=0.995, ema_every=1, ema_start=0, ema_before_start="init", diffusion=diffusion.default_config()))
     d = cfg.diffusion
     d.network, d.sampling_steps = "pearce", 50
     d.contraction.low_noise_fraction, d.contraction.num_iters = 1.0, 10

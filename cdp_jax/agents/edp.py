@@ -28,7 +28,8 @@ def default_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(dict(
         agent="edp", actor_lr=3e-4, critic_lr=3e-4, weight_decay=0.01, total_steps=200_000, cosine_lr=True,
         grad_clip=0.0, discount=0.99, target_rate=0.995, target_every=5, ema_rate=0.995, ema_every=5, ema_start=1000,
-        critic_hidden=256, max_q_backup=False, num_backup_samples=10, num_candidates=100, candidate_temperature=0.5,
+        ema_before_start="init", q_action_clip=False, critic_hidden=256, max_q_backup=False, num_backup_samples=10,
+        num_candidates=100, candidate_temperature=0.5,
         weight_temperature=300.0, diffusion=diffusion.default_config()))
     return cfg
 
@@ -98,9 +99,11 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
 
     def policy_action(self, params, obs, act, key):
         """The action the Q term differentiates through: EDP's one-step approximation
-        ``x_theta(alpha_t a + sigma_t eps, t, s)`` at a random level, clipped to the action box."""
+        ``x_theta(alpha_t a + sigma_t eps, t, s)`` at a random level, unclipped as in the official code
+        (``q_action_clip=True`` clips it to the action box, which zeroes the Q gradient outside it)."""
         x_a, t_a, _ = self.denoiser.noise(key, act)
-        return jnp.clip(self.denoiser.predict_x0(params, x_a, t_a, obs), -1.0, 1.0)
+        x0 = self.denoiser.predict_x0(params, x_a, t_a, obs)
+        return jnp.clip(x0, -1.0, 1.0) if self.config.q_action_clip else x0
 
     def actor_loss(self, params, critic_params, batch, key):
         k_bc, k_approx, k_swap = jax.random.split(key, 3)

@@ -66,6 +66,8 @@ class DatasetInfo:
     reward_tune: str
     eval_env_spec: object                # gymnasium EnvSpec, or None
     action_space: object = None          # the gymnasium action space
+    obs_min: np.ndarray | None = None     # [obs_dim] per-dimension minimum and maximum (MinMax normalisation)
+    obs_max: np.ndarray | None = None
 
     @property
     def continuous_actions(self) -> bool:
@@ -219,7 +221,8 @@ def load_transitions(dataset_id: str, *, download: bool = True, reward_tune: str
         total_steps=count, total_episodes=len(starts), episode_starts=np.asarray(starts, np.int64),
         obs_mean=obs_np.mean(0), obs_std=obs_np.std(0) + 1e-3,
         ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
-        has_rewards=bool(np.any(rew_np != 0)), reward_tune=reward_tune, eval_env_spec=eval_spec, action_space=space)
+        has_rewards=bool(np.any(rew_np != 0)), reward_tune=reward_tune, eval_env_spec=eval_spec, action_space=space,
+        obs_min=obs_np.min(0), obs_max=obs_np.max(0))
     data = Transitions(observations=jnp.asarray(obs_np), actions=jnp.asarray(act_np), rewards=jnp.asarray(rewards),
                        next_observations=jnp.asarray(cat(next_obs)), terminals=jnp.asarray(cat(term)),
                        truncations=jnp.asarray(cat(trunc)), episode_ends=jnp.asarray(ends_np))

@@ -8,6 +8,9 @@ import dataclasses
 import numpy as np
 
 
+OBS_NORMALIZATIONS = ("gaussian", "minmax", "none")
+
+
 def _finite_box(low, high, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """The Box bounds, or ``[-1, 1]`` when either bound is not finite (an unbounded action space)."""
     low = np.asarray(low, np.float32).reshape(-1) if low is not None else None
@@ -27,11 +30,20 @@ class Normalizer:
     action_high: np.ndarray
 
     @classmethod
-    def from_info(cls, info, normalize_obs: bool = True) -> "Normalizer":
-        """From a loaded dataset's statistics and action space; identity on observations if not ``normalize_obs``."""
+    def from_info(cls, info, obs_normalization: str = "gaussian") -> "Normalizer":
+        """From a loaded dataset's statistics and action space. Observations: ``"gaussian"`` standardises them
+        (the official RL code), ``"minmax"`` maps each dimension's dataset range to ``[-1, 1]`` (CleanDiffuser's
+        ``MinMaxNormalizer``, the official IL code; a constant dimension maps to -1 as there), ``"none"`` leaves
+        them."""
         low, high = _finite_box(info.action_low, info.action_high, info.act_dim)
-        if not normalize_obs:
+        if obs_normalization == "none":
             return cls(np.zeros(info.obs_dim, np.float32), np.ones(info.obs_dim, np.float32), low, high)
+        if obs_normalization == "minmax":
+            span = np.asarray(info.obs_max, np.float32) - np.asarray(info.obs_min, np.float32)
+            half = np.where(span == 0, 1.0, span).astype(np.float32) / 2
+            return cls(np.asarray(info.obs_min, np.float32) + half, half, low, high)
+        if obs_normalization != "gaussian":
+            raise ValueError(f"unknown obs_normalization {obs_normalization!r}; choose one of {OBS_NORMALIZATIONS}")
         return cls(np.asarray(info.obs_mean, np.float32), np.asarray(info.obs_std, np.float32), low, high)
 
     @classmethod

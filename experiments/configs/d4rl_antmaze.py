@@ -12,4 +12,4 @@ ANTMAZE = {"medium-play": (2.0, 10.0), "medium-diverse": (3.0, 5.0), "large-play
 def get_config(task: str = "medium-play"):
     if task not in ANTMAZE:
         raise ValueError(f"unknown antmaze task {task!r}; use one of {sorted(ANTMAZE)}")
-    return rl_config(f"D4RL/antmaze/{task}-v1", *ANTMAZE[task], max_q_backup=True)
+    return rl_config(f"D4RL/antmaze/{task}-v1", *ANTMAZE[task], max_q_backup=True, return_clip=(0.0, 1.0))

@@ -9,4 +9,4 @@ from experiments.configs.d4rl_mujoco import rl_config
 def get_config(task: str = "complete"):
     if task not in ("complete", "partial", "mixed"):
         raise ValueError(f"unknown kitchen task {task!r}; use complete, partial or mixed")
-    return rl_config(f"D4RL/kitchen/{task}-v2", 0.005, 5.0)
+    return rl_config(f"D4RL/kitchen/{task}-v2", 0.005, 5.0, return_clip=(0.0, 4.0))

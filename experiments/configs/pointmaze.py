@@ -1,17 +1,25 @@
-"""The data-scarcity ablation on PointMaze (generated offline with the maze2d recipe, 1M steps).
+"""The imitation data-scarcity ablation on PointMaze (generated offline with the maze2d recipe, 1M steps): DBC
+(gamma = 0) against CDP-IL (gamma = 0.1) with the official low-dim IL recipe (``official_il_recipe``).
 
 Maze: override ``--config.dataset_id=local/pointmaze/medium-v0 --config.generate=pointmaze-medium``.
 """
 from cdp_jax.config import base_config
 
 
+def official_il_recipe(cfg):
+    """The official ``scripts/cdp_il_lowdim.py`` settings on a sweep config: DBC's defaults (Pearce MLP,
+    50 DPM-Solver++ steps, L_c on the denoising loss's own samples at all levels, lr 1e-3, AdamW, no LR
+    schedule, EMA 0.995 after every update), batch 512, MinMax observation normalisation. Also the Table 2 job
+    of ``benchmarks/paper_tables.py``. (One difference stays: the official Pearce MLP conditions on an
+    observation history of 2 steps; here on the current observation.)"""
+    cfg.agent, cfg.agent_config = "dbc", {}
+    cfg.batch_size, cfg.obs_normalization = 512, "minmax"
+    return cfg
+
+
 def get_config():
-    cfg = base_config()
+    cfg = official_il_recipe(base_config())
     cfg.dataset_id, cfg.generate = "local/pointmaze/umaze-v0", "pointmaze-umaze"
-    cfg.agent = "dbc"
-    cfg.agent_config.diffusion = dict(network="dql", sampling_steps=15)
-    cfg.agent_config.diffusion.contraction = dict(low_noise_fraction=0.1, num_iters=5)
-    cfg.agent_config.lr = 3e-4
     cfg.seeds, cfg.data_fractions, cfg.gammas = 5, (1.0, 0.4, 0.05), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
     return cfg
