@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
         eval_every=2_000, eval_episodes=10, eval_return_clip=(), eval_seed=100_000, eval_workers=1, batch_size=256, obs_normalization="gaussian",
+        sequence=dict(obs_steps=1, horizon=1, action_steps=1), subset_seed=-1,
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
 
@@ -79,6 +80,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval_return_clip must be () or (low, high) with low < high, got {clip}")
     if cfg.obs_normalization not in OBS_NORMALIZATIONS:
         raise ValueError(f"unknown obs_normalization {cfg.obs_normalization!r}; choose one of {OBS_NORMALIZATIONS}")
+    seq = cfg.sequence
+    if min(seq.obs_steps, seq.horizon, seq.action_steps) < 1 or seq.horizon < seq.action_steps:
+        raise ValueError(f"sequence needs obs_steps, horizon, action_steps >= 1 and horizon >= action_steps, got "
+                         f"{seq.obs_steps}, {seq.horizon}, {seq.action_steps}")
+    if (seq.obs_steps, seq.horizon, seq.action_steps) != (1, 1, 1) and not cfg.dataset_id.endswith(".hdf5"):
+        raise ValueError("sequence settings (observation history, action chunks) apply to robomimic files "
+                         "(dataset ids ending in .hdf5) only; leave them at 1 for Minari datasets")
     if cfg.subset_kind not in SUBSET_KINDS:
         raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
     if cfg.generate and cfg.generate not in GENERATORS:
@@ -94,6 +102,8 @@ def agent_config(cfg) -> ml_collections.ConfigDict:
     except KeyError as err:
         raise ValueError(f"agent_config has a key that agent {cfg.agent!r} does not know: {err}") from None
     out.total_steps = int(cfg.num_steps)
+    if "diffusion" in out:
+        out.diffusion.chunk_horizon = int(cfg.sequence.horizon)      # chunk networks reshape [H * act_dim]
     from cdp_jax.diffusion import validate_config
     if "diffusion" in out:
         validate_config(out.diffusion)

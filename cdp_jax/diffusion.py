@@ -28,10 +28,10 @@ THRESHOLDS = ("zero", "alpha")
 def default_config() -> ml_collections.ConfigDict:
     """The diffusion-policy defaults of the official CDP RL code (EDP actor)."""
     return ml_collections.ConfigDict(dict(
-        network="dql", hidden=0, time_embedding="float", prediction="x0", schedule="cosine", diffusion_steps=50,
+        network="dql", hidden=0, time_embedding="float", chunk_horizon=1, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
-                         threshold="zero", low_noise_fraction=0.1),
+                         threshold="zero", low_noise_fraction=0.1, num_probes=0),
     ))
 
 
@@ -58,6 +58,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"unknown eigen_method {c.eigen_method!r}; choose one of {contraction.EIGEN_METHODS}")
     if not 0.0 < c.low_noise_fraction <= 1.0:
         raise ValueError(f"contraction.low_noise_fraction must be in (0, 1], got {c.low_noise_fraction}")
+    if c.num_probes < 0:
+        raise ValueError(f"contraction.num_probes must be >= 0 (0: the exact Jacobian), got {c.num_probes}")
     if c.beta < 0 or c.num_iters < 1:
         raise ValueError(f"contraction.beta must be >= 0 and num_iters >= 1, got {c.beta}, {c.num_iters}")
 
@@ -74,7 +76,8 @@ class Denoiser:
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, act_dim: int) -> "Denoiser":
         validate_config(cfg)
-        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding),
+        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding,
+                                         cfg.chunk_horizon),
                    make_schedule(cfg.schedule, cfg.diffusion_steps))
 
     def init(self, key: jax.Array, obs_dim: int):
@@ -125,7 +128,8 @@ class Denoiser:
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
         fn = lambda x: self.predict_x0(params, x, t, obs)
         return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,
-                                                  threshold=threshold, method=c.eigen_method))
+                                                  threshold=threshold, method=c.eigen_method,
+                                                  num_probes=c.num_probes))
 
     def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
         """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""

@@ -88,7 +88,8 @@ def _low_noise_lambda_max(agents, states, actions, key, fraction):
         den = agent.denoiser
         t = jax.random.randint(k_t, (states.shape[0],), 0, max(1, int(den.schedule.num_steps * fraction)))
         x_t = den.q_sample(actions, t, jax.random.normal(k_e, actions.shape))
-        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, states).mean()
+        iters = None if actions.shape[-1] <= 32 else 20     # exact eigvalsh, or Lanczos for action chunks
+        return den.max_eigenvalue(agent.ema_params, k_l, x_t, t, states, num_iters=iters).mean()
 
     return jax.vmap(one)(agents)
 

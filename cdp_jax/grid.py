@@ -46,8 +46,9 @@ class Grid:
 def build_grid(cfg, num_transitions: int, episode_starts: np.ndarray) -> Grid:
     members = [dict(seed=s, data_fraction=float(f), gamma=float(g))
                for f, g, s in itertools.product(cfg.data_fractions, cfg.gammas, seeds_of(cfg))]
-    subsets = make_subsets(num_transitions, [m["data_fraction"] for m in members], [m["seed"] for m in members],
-                           cfg.subset_kind, episode_starts)
+    split = [m["seed"] if cfg.subset_seed < 0 else cfg.subset_seed for m in members]   # official IL: fixed 42
+    subsets = make_subsets(num_transitions, [m["data_fraction"] for m in members], split, cfg.subset_kind,
+                           episode_starts)
     smallest = int(subsets.count.min())
     if smallest < cfg.batch_size:
         frac = min(m["data_fraction"] for m in members)

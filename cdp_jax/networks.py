@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NETWORKS = ("dql", "pearce", "idql")
+NETWORKS = ("dql", "pearce", "idql", "unet", "dit")
 TIME_EMBEDDINGS = ("float", "cleandiffuser")
 
 
@@ -120,10 +120,22 @@ class IDQLMlp(nn.Module):
         return nn.Dense(self.act_dim)(nn.relu(h))
 
 
-def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None,
-                          time_embedding: str = "float") -> nn.Module:
-    """The denoiser network by name (``"dql"``, ``"pearce"`` or ``"idql"``), with its paper defaults unless
-    ``hidden`` is given."""
+def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None, time_embedding: str = "float",
+                          chunk_horizon: int = 1) -> nn.Module:
+    """The denoiser network by name, with its paper defaults unless ``hidden`` is given: ``"dql"``, ``"pearce"``,
+    ``"idql"`` (one action), ``"unet"`` and ``"dit"`` (chunks of ``chunk_horizon`` actions flattened into
+    ``act_dim``; :mod:`cdp_jax.chunk_networks`)."""
+    if name in ("unet", "dit"):
+        if act_dim % chunk_horizon:
+            raise ValueError(f"network {name!r} needs act_dim {act_dim} to be a multiple of the chunk horizon "
+                             f"{chunk_horizon}")
+        from cdp_jax.chunk_networks import ChiUNet1d, DiT1d
+        if name == "unet" and chunk_horizon % 4:
+            raise ValueError(f"the UNet halves the chunk twice: the horizon {chunk_horizon} must be a multiple of 4 "
+                             f"(Diffusion Policy: 16; set --config.sequence.horizon)")
+        if name == "unet":
+            return ChiUNet1d(act_dim, chunk_horizon, hidden or 256, time_embedding=time_embedding)
+        return DiT1d(act_dim, chunk_horizon, hidden or 384, time_embedding=time_embedding)
     if name == "dql":
         return DQLMlp(act_dim, hidden or 256, time_embedding=time_embedding)
     if name == "pearce":

@@ -29,6 +29,8 @@ from cdp_jax.config import agent_config, validate
 from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
+from cdp_jax.datasets.robomimic_hdf5 import is_robomimic, resolve_path
+from cdp_jax.datasets.robomimic_hdf5 import load_transitions as load_robomimic
 from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk, with_contraction
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
@@ -93,7 +95,12 @@ class Sweep:
     def _dataset(self):
         cfg = self.cfg
         import minari
-        if cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
+        if is_robomimic(cfg.dataset_id):
+            if cfg.generate and not os.path.exists(resolve_path(cfg.dataset_id)):
+                print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
+                generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
+            data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict())
+        elif cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
             writes = GENERATORS[cfg.generate].dataset_id
             stem = writes.rsplit("-v", 1)[0]                 # local/pointmaze/umaze-v0 -> local/pointmaze/umaze
             if cfg.dataset_id != writes and not cfg.dataset_id.startswith(stem + "-"):
@@ -103,7 +110,8 @@ class Sweep:
                                  f"--dataset_id {cfg.dataset_id}`")
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
-        data, info = load_transitions(cfg.dataset_id)
+        if not is_robomimic(cfg.dataset_id):
+            data, info = load_transitions(cfg.dataset_id)
         if not info.continuous_actions:
             raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
                              f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")

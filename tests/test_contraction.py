@@ -173,3 +173,30 @@ def test_bad_input_names_the_problem():
         C.max_eigenvalue(lambda x: x, jnp.zeros(3), jax.random.PRNGKey(0), method="qr")
     with pytest.raises(ValueError, match="low-noise fraction"):
         C.low_noise_subbatch(jax.random.PRNGKey(0), 8, 50, 1.5)
+
+
+def test_probe_estimate_of_the_frobenius_loss_is_unbiased_with_an_unbiased_gradient():
+    """Mean over many single-probe estimates against the exact d-JVP value, within 4 standard errors (values and
+    the gradient along a random parameter direction)."""
+    net, params = mlp(4, seed=3)
+    x = jnp.asarray(RNG.normal(size=(3, 4)), jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+
+    def exact(p):
+        return C.batch_frobenius_penalty(lambda a: net.apply(p, a), x, 0.1).sum()
+
+    def estimate(p, k):
+        return C.batch_frobenius_estimate(lambda a: net.apply(p, a), x, k, 0.1, num_probes=1).sum()
+
+    values = np.asarray(jax.vmap(lambda k: estimate(params, k))(keys))
+    assert abs(values.mean() - float(exact(params))) < 4 * values.std() / np.sqrt(len(values))
+    assert values.std() > 0                                   # a real estimate, not the exact value
+    direction = jax.tree.map(lambda p: jnp.asarray(np.random.default_rng(5).normal(size=p.shape), p.dtype), params)
+    project = lambda g: sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(direction)))
+    grads = np.asarray(jax.vmap(lambda k: project(jax.grad(estimate)(params, k)))(keys))
+    truth = float(project(jax.grad(exact)(params)))
+    assert abs(grads.mean() - truth) < 4 * grads.std() / np.sqrt(len(grads))
+    many = C.batch_frobenius_estimate(lambda a: net.apply(params, a), x, keys[0], 0.1, num_probes=64)
+    chex.assert_shape(many, (3,))
+    np.testing.assert_allclose(C.batch_penalty("frobenius", lambda a: net.apply(params, a), x, keys[0],
+                                               num_probes=64), many, rtol=1e-6)

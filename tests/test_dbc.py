@@ -90,7 +90,8 @@ def test_gamma_drives_the_contraction_loss_down():
     ("diffusion.contraction.penalty", "nuclear", "unknown contraction penalty"),
     ("diffusion.sampling_steps", 51, "sampling_steps=51"),
     ("diffusion.prediction", "v", "unknown prediction"),
-    ("diffusion.network", "unet", "unknown network"),
+    ("diffusion.network", "transformer", "unknown network"),
+        ("diffusion.network", "unet", "horizon 1 must be a multiple of 4"),
 ])
 def test_bad_config_is_refused(field, value, message):
     cfg = small_config()

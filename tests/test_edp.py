@@ -167,3 +167,25 @@ def test_idql_expectile_and_weights_by_hand():
         agent, m = agent.update(data, jax.random.PRNGKey(i))
     assert np.isfinite(float(m["loss"])) and float(m["contraction_loss"]) > 0
     chex.assert_shape(agent.act(data["observations"], jax.random.PRNGKey(0)), (B, ACT))
+
+
+def test_bc_gmm_log_likelihood_matches_numpy_and_it_keeps_both_modes():
+    from cdp_jax.agents import bc_gmm
+    cfg = bc_gmm.default_config()
+    cfg.hidden, cfg.lr, cfg.num_modes = 64, 3e-3, 3
+    agent = bc_gmm.BCGMMAgent.create(cfg, HParams(), jax.random.PRNGKey(0), 2, 1)
+    obs = jnp.ones((4, 2))
+    acts = jnp.array([[0.5], [-0.5], [0.5], [-0.5]])
+    logits, means, scales = agent.head.apply(agent.params, obs)
+    w = np.exp(np.asarray(logits) - np.asarray(logits).max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    m, s, a = np.asarray(means)[..., 0], np.asarray(scales)[..., 0], np.asarray(acts)
+    dens = (w * np.exp(-0.5 * ((a - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))).sum(-1)
+    np.testing.assert_allclose(float(agent.loss(agent.params, {"observations": obs, "actions": acts})[0]),
+                               -np.log(dens).mean(), rtol=1e-5)
+    for i in range(400):
+        agent, _ = agent.update({"observations": obs, "actions": acts}, jax.random.PRNGKey(i))
+    samples = np.asarray(jax.vmap(lambda k: agent.act(obs[:1], k))(jax.random.split(jax.random.PRNGKey(9), 200)))
+    near = lambda v: np.mean(np.abs(samples - v) < 0.1)
+    assert near(0.5) > 0.25 and near(-0.5) > 0.25                   # both modes, not their average
+    assert near(0.0) < 0.05

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import ml_collections
 
-from cdp_jax.agents import bc, dbc, dql, edp, idql
+from cdp_jax.agents import bc, bc_gmm, dbc, dql, edp, idql
 
 AGENTS = {"dbc": (dbc.DBCAgent, dbc.default_config), "edp": (edp.EDPAgent, edp.default_config),
           "dql": (dql.DQLAgent, dql.default_config), "idql": (idql.IDQLAgent, idql.default_config),
-          "bc": (bc.BCAgent, bc.default_config)}
+          "bc": (bc.BCAgent, bc.default_config), "bc_gmm": (bc_gmm.BCGMMAgent, bc_gmm.default_config)}
 DIFFUSION = frozenset({"dbc", "edp", "dql", "idql"})  # agents on which gamma > 0 means something
 OFFLINE_RL = frozenset({"edp", "dql", "idql"})   # agents that need rewards
 

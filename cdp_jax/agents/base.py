@@ -29,6 +29,12 @@ def check_hparams(hp: HParams) -> None:
             raise ValueError(f"{name} must be finite and >= 0, got {value}")
 
 
+def refuse_gamma(hp: HParams, agent: str) -> None:
+    """Agents without a diffusion model have nothing for γ to act on: refuse γ > 0 (when it is concrete)."""
+    if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
+        raise ValueError(f"agent {agent!r} has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
+
+
 def check_batch(batch: dict, config: ml_collections.ConfigDict) -> None:
     """Raises ValueError when a batch's observation or action width differs from the agent's (at trace time)."""
     for field, dim in (("observations", config.obs_dim), ("actions", config.act_dim)):

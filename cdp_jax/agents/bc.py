@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer
+from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer, refuse_gamma
 from cdp_jax.networks import GaussianActor, tanh_gaussian
 
 
@@ -26,8 +26,7 @@ class BCAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
         check_hparams(hp)
-        if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
-            raise ValueError("agent 'bc' has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
+        refuse_gamma(hp, "bc")
         config = freeze_config(config, obs_dim, act_dim)
         params = GaussianActor(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
         tx = make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)

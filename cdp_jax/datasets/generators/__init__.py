@@ -24,6 +24,17 @@ def _pointmaze(maze: str) -> Callable[..., str]:
     return run
 
 
+def _robomimic(task: str) -> Callable[..., str]:
+    def run(dataset_id, num_demos, seed, overwrite, progress):
+        from cdp_jax.datasets.generators import robomimic_scripted
+        from cdp_jax.datasets.robomimic_hdf5 import resolve_path
+        report = robomimic_scripted.generate(task, resolve_path(dataset_id), num_demos, seed, overwrite, progress=progress)
+        print(f"{report['demos']} demos in {report['attempts']} attempts (controller success "
+              f"{report['success_rate']:.0%}), {report['seconds']:.0f} s")
+        return report["path"]
+    return run
+
+
 def _toy(dataset_id, num_steps, seed, overwrite, progress):
     from cdp_jax.datasets.generators import toy
     return toy.generate(dataset_id, num_steps, seed, overwrite, progress)
@@ -34,6 +45,10 @@ GENERATORS = {
                                       f"D4RL/Minari maze2d recipe on PointMaze {maze} (waypoint planner + PD, noise 0.5)")
        for maze in ("open", "umaze", "medium", "large")},
     "toy-reach": Generator("toy-reach", "local/toy/reach-v0", 5_000, _toy, "2-D reaching with bimodal demonstrations"),
+    **{f"robomimic-{task}": Generator(f"robomimic-{task}", f"robomimic/{task}/scripted/low_dim.hdf5", 200,
+                                      _robomimic(task), f"robomimic {task.capitalize()} (robomimic HDF5 layout; "
+                                      f"--steps counts successful scripted demos)")
+       for task in ("lift", "can")},
 }
 
 

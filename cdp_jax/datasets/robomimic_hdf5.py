@@ -1,0 +1,210 @@
+"""robomimic's HDF5 demonstrations: read (real PH files or the ones generated here), write, and cut into windows.
+
+Layout (robomimic v0.3+)::
+
+    data                      attrs: env_args (JSON), total (frames)
+      demo_N                  attrs: num_samples
+        obs/<key>             [n, ...]   low-dim keys: object, robot0_eef_pos, robot0_eef_quat, robot0_gripper_qpos
+        actions [n, act_dim], rewards [n], dones [n], states [n, state_dim]
+
+Windows follow Diffusion Policy's ``SequenceSampler``: a window is ``horizon`` consecutive frames of one episode,
+starting up to ``obs_steps - 1`` frames before its first frame and ending up to ``action_steps - 1`` frames after
+its last, padded by repeating the edge frame. The policy sees the window's first ``obs_steps`` observations and
+predicts its ``horizon`` actions; the ``action_steps`` from the last observed frame on are executed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+
+from cdp_jax.io import atomic_write_bytes
+
+SPLIT_SEED = 42                 # the official fixed seed of the data-scarcity subsets over windows
+
+
+@dataclasses.dataclass(frozen=True)
+class Demos:
+    """Frames of all demonstrations, concatenated in demo order.
+
+    ``observations [N, obs_dim]`` (``obs_keys`` concatenated), ``actions [N, act_dim]``, ``rewards [N]``,
+    ``episode_starts [E]`` and ``episode_lengths [E]``; ``env_args`` as recorded in the file."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    episode_starts: np.ndarray
+    episode_lengths: np.ndarray
+    obs_keys: tuple
+    env_args: dict
+    path: str = ""
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_starts)
+
+
+def resolve_path(path: str) -> str:
+    """An absolute path, or one relative to the datasets folder (``$MINARI_DATASETS_PATH``), where
+    ``python -m cdp_jax.datasets generate robomimic-TASK`` writes ``robomimic/TASK/scripted/low_dim.hdf5``."""
+    from cdp_jax.datasets.generators.writing import datasets_root
+    return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(datasets_root(), path)
+
+
+def _demo_names(group) -> list[str]:
+    names = [n for n in group.keys() if re.fullmatch(r"demo_\d+", n)]
+    return sorted(names, key=lambda n: int(n.split("_")[1]))
+
+
+def read_demos(path: str, obs_keys: tuple | None = None) -> Demos:
+    """Reads a robomimic HDF5 file; ``obs_keys`` default to the task's low-dim keys. Refuses, in one line, a
+    missing or non-HDF5 file, a file without ``data``/``env_args``, and observation keys the file lacks (listing
+    the ones it has)."""
+    import h5py
+    from cdp_jax import robomimic_env
+    path = resolve_path(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"robomimic file {path!r} does not exist; generate one with `python -m cdp_jax.datasets "
+                         f"generate robomimic-lift` or download the PH data (README, \"Robomimic\")")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path!r} is not a readable HDF5 file ({err}); download or generate it again") from None
+    with f:
+        if "data" not in f or "env_args" not in f["data"].attrs:
+            raise ValueError(f"{path!r} is not in robomimic's layout (no data group with env_args)")
+        env_args = json.loads(f["data"].attrs["env_args"])
+        names = _demo_names(f["data"])
+        if not names:
+            raise ValueError(f"{path!r} holds no demo_N group under data")
+        task = robomimic_env.task_from_env_name(env_args["env_name"])
+        keys = tuple(obs_keys or robomimic_env.TASKS[task].obs_keys)
+        have = sorted(f["data"][names[0]]["obs"].keys())
+        images = [k for k in keys if k.endswith(robomimic_env.IMAGE_KEY_SUFFIX)]
+        if images and not any(k.endswith(robomimic_env.IMAGE_KEY_SUFFIX) for k in have):
+            raise ValueError(f"image keys {images} were asked of a low-dim file; {path!r} has only {have}")
+        missing = [k for k in keys if k not in have]
+        if missing:
+            raise ValueError(f"{path!r} has no observation key(s) {missing}; it has {have}")
+        obs, act, rew, lengths = [], [], [], []
+        for name in names:
+            demo = f["data"][name]
+            obs.append(np.concatenate([np.asarray(demo["obs"][k], np.float32).reshape(len(demo["actions"]), -1)
+                                       for k in keys], axis=1))
+            act.append(np.asarray(demo["actions"], np.float32))
+            rew.append(np.asarray(demo["rewards"], np.float32))
+            lengths.append(len(act[-1]))
+    lengths = np.asarray(lengths, np.int64)
+    return Demos(np.concatenate(obs), np.concatenate(act), np.concatenate(rew),
+                 np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths, keys, env_args, path)
+
+
+def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
+    """Writes ``episodes`` (each ``{"obs": {key: [n, ...]}, "actions": [n, act_dim], "rewards": [n],
+    "states": [n, state_dim]}``, optionally ``"attrs"`` for the demo group) in robomimic's layout, atomically (a
+    crash leaves no partial file)."""
+    import io
+
+    import h5py
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps(env_args)
+        data.attrs["total"] = int(sum(len(e["actions"]) for e in episodes))
+        for i, ep in enumerate(episodes):
+            demo = data.create_group(f"demo_{i}")
+            n = len(ep["actions"])
+            demo.attrs["num_samples"] = n
+            demo.attrs.update(ep.get("attrs", {}))
+            for key, value in ep["obs"].items():
+                demo.create_dataset(f"obs/{key}", data=np.asarray(value))
+            demo.create_dataset("actions", data=np.asarray(ep["actions"], np.float64))
+            demo.create_dataset("rewards", data=np.asarray(ep["rewards"], np.float64))
+            demo.create_dataset("dones", data=np.arange(n) == n - 1)
+            demo.create_dataset("states", data=np.asarray(ep["states"], np.float64))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def window_indices(episode_starts, episode_lengths, horizon: int, obs_steps: int, action_steps: int) -> np.ndarray:
+    """Frame indices ``[W, horizon]`` of every window (Diffusion Policy's padding: ``obs_steps - 1`` frames before
+    each episode, ``action_steps - 1`` after, edge frames repeated). ``obs = frames[idx[:, :obs_steps]]``,
+    ``actions = frames[idx]``."""
+    if min(horizon, obs_steps, action_steps) < 1:
+        raise ValueError(f"horizon, obs_steps and action_steps must be >= 1, got {horizon}, {obs_steps}, {action_steps}")
+    if horizon < action_steps or horizon < obs_steps:
+        raise ValueError(f"the chunk horizon {horizon} is shorter than action_steps={action_steps} or obs_steps="
+                         f"{obs_steps}; use horizon >= both (Diffusion Policy: horizon 16, obs 2, action 8)")
+    out = []
+    offsets = np.arange(horizon)
+    for start, length in zip(np.asarray(episode_starts), np.asarray(episode_lengths)):
+        first, last = -(obs_steps - 1), int(length) - horizon + (action_steps - 1)
+        begins = np.arange(first, max(last, first) + 1)
+        out.append(start + np.clip(begins[:, None] + offsets, 0, int(length) - 1))
+    return np.concatenate(out).astype(np.int32)
+
+
+def window_subset(num_windows: int, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+    """The official data-scarcity subset: ``max(1, round(fraction * W))`` windows drawn without replacement with
+    a fixed seed (the same windows for every training seed), sorted."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"the data fraction must lie in (0, 1], got {fraction}")
+    count = max(1, int(round(fraction * num_windows)))
+    return np.sort(np.random.default_rng(seed).choice(num_windows, count, replace=False)).astype(np.int32)
+
+
+def is_robomimic(dataset_id: str) -> bool:
+    """Dataset ids ending in ``.hdf5`` name robomimic files (absolute, or relative to the datasets folder)."""
+    return str(dataset_id).endswith(".hdf5")
+
+
+def _clamped(starts, lengths, offsets) -> np.ndarray:
+    """For every frame, the frame indices at ``offsets`` from it, clamped inside its episode: ``[N, len(offsets)]``."""
+    out = []
+    for start, length in zip(starts, lengths):
+        local = np.arange(int(length))[:, None] + np.asarray(offsets)[None]
+        out.append(int(start) + np.clip(local, 0, int(length) - 1))
+    return np.concatenate(out)
+
+
+def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_steps: int = 1,
+                     obs_keys: tuple | None = None):
+    """A robomimic file as ``(Transitions on device, DatasetInfo)`` for the sweep: one row per frame, its
+    observation the last ``obs_steps`` frames (``[obs_steps * obs_dim]``, the episode's first frame repeated before
+    it) and its action the chunk of ``horizon`` actions from that frame on (``[horizon * act_dim]``, the last action
+    repeated after the episode). Windows thus start at the current frame (Diffusion Policy's start ``obs_steps - 1``
+    frames earlier and predicts the past actions too). Evaluation runs :class:`cdp_jax.robomimic_env.RobomimicGymEnv`
+    with the file's ``env_args``, executing ``action_steps`` actions per chunk."""
+    import gymnasium as gym
+    import jax.numpy as jnp
+
+    from cdp_jax import robomimic_env
+    from cdp_jax.datasets.loading import DatasetInfo, Transitions
+    window_indices([0], [max(horizon, obs_steps)], horizon, obs_steps, action_steps)     # validates the shape
+    demos = read_demos(path, obs_keys)
+    starts, lengths = demos.episode_starts, demos.episode_lengths
+    n, obs_dim = demos.observations.shape
+    act_dim = demos.actions.shape[1]
+    history = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1))
+    following = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1) + 1)
+    chunk = _clamped(starts, lengths, np.arange(horizon))
+    obs = demos.observations[history].reshape(n, obs_steps * obs_dim)
+    ends = np.zeros(n, np.float32)
+    ends[starts + lengths - 1] = 1.0
+    data = Transitions(observations=jnp.asarray(obs), actions=jnp.asarray(demos.actions[chunk].reshape(n, -1)),
+                       rewards=jnp.asarray(demos.rewards), next_observations=jnp.asarray(
+                           demos.observations[following].reshape(n, obs_steps * obs_dim)),
+                       terminals=jnp.asarray(ends), truncations=jnp.zeros(n, jnp.float32), episode_ends=jnp.asarray(ends))
+    spec = robomimic_env.gym_spec(demos.env_args, demos.obs_keys, obs_steps, horizon, action_steps)
+    space = gym.spaces.Box(-1.0, 1.0, (horizon * act_dim,), np.float32)
+    info = DatasetInfo(
+        dataset_id=path, obs_dim=obs.shape[1], act_dim=horizon * act_dim, obs_layout=(("observation", obs.shape[1]),),
+        action_low=space.low, action_high=space.high, total_steps=n, total_episodes=len(starts),
+        episode_starts=np.asarray(starts, np.int64), obs_mean=obs.mean(0), obs_std=obs.std(0) + 1e-3,
+        ref_min_score=None, ref_max_score=None, has_rewards=bool(np.any(demos.rewards != 0)), reward_tune="none",
+        eval_env_spec=spec, action_space=space, obs_min=obs.min(0), obs_max=obs.max(0))
+    return data, info

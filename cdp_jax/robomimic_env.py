@@ -1,0 +1,195 @@
+"""Robomimic's robosuite tasks (Lift, Can, Square, Transport), built from a dataset's own ``env_args``.
+
+A robomimic HDF5 file records how its demonstrations were made in ``data.attrs["env_args"]`` (JSON:
+``{"env_name", "type", "env_version", "env_kwargs": {robots, controller_configs, control_freq, ...}}``);
+:func:`make_env` builds exactly that environment, as robomimic's ``EnvUtils.create_env_from_metadata`` does, so a
+real PH file is evaluated in the configuration it was recorded with. :func:`default_env_args` writes the same
+layout for the demonstrations generated here (Panda, OSC_POSE, 20 Hz, the task's horizon).
+
+Observations are robomimic's low-dim keys, concatenated in the order given: ``object`` (robosuite's
+``object-state``), ``robot0_eef_pos`` (3), ``robot0_eef_quat`` (4, xyzw), ``robot0_gripper_qpos`` (2), and the same
+for ``robot1`` on Transport: 19 / 23 / 23 / 59 numbers for Lift / Can / Square / Transport. Actions: OSC_POSE
+deltas in [-1, 1]^7 per arm (position x 0.05 m, rotation x 0.5 rad, gripper -1 open / +1 close).
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+
+from cdp_jax.robosuite_compat import patch
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    env_name: str              # robosuite environment class
+    horizon: int               # the official max episode steps
+    robots: tuple
+    obs_keys: tuple            # robomimic low-dim keys, in the order they are concatenated
+
+
+_ARM = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+TASKS = {
+    "lift": Task("Lift", 400, ("Panda",), ("object",) + _ARM),
+    "can": Task("PickPlaceCan", 400, ("Panda",), ("object",) + _ARM),
+    "square": Task("NutAssemblySquare", 500, ("Panda",), ("object",) + _ARM),
+    "transport": Task("TwoArmTransport", 700, ("Panda", "Panda"),
+                      ("object",) + _ARM + tuple(k.replace("robot0", "robot1") for k in _ARM)),
+}
+ROBOSUITE_KEY = {"object": "object-state"}       # robomimic's name -> robosuite's observation key
+IMAGE_KEY_SUFFIX = "_image"
+
+
+def task_of(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown robomimic task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def default_env_args(task: str) -> dict:
+    """robomimic's ``env_args`` for a task as the PH datasets record it: Panda arm(s), OSC_POSE, 20 Hz, no
+    rendering, low-dim observations, sparse reward."""
+    t = task_of(task)
+    suite = patch()
+    from robosuite.controllers import load_composite_controller_config
+    controller = load_composite_controller_config(controller="BASIC", robot=t.robots[0])
+    kwargs = dict(has_renderer=False, has_offscreen_renderer=False, ignore_done=True, use_object_obs=True,
+                  use_camera_obs=False, control_freq=20, controller_configs=controller, robots=list(t.robots),
+                  reward_shaping=False, camera_depths=False, camera_heights=84, camera_widths=84)
+    if t.env_name == "TwoArmTransport":
+        kwargs["env_configuration"] = "opposed"
+    return {"env_name": t.env_name, "type": 1, "env_version": suite.__version__, "env_kwargs": kwargs}
+
+
+def task_from_env_name(env_name: str) -> str:
+    for name, t in TASKS.items():
+        if t.env_name == env_name:
+            return name
+    raise ValueError(f"environment {env_name!r} is none of the robomimic tasks {[t.env_name for t in TASKS.values()]}")
+
+
+class RobomimicEnv:
+    """One robosuite environment with robomimic's flat low-dim observation.
+
+    ``reset(seed) -> obs [obs_dim]``; ``step(action [act_dim]) -> (obs, reward, success)``: robomimic's success is
+    the task's ``_check_success()``; an episode is scored by ``success`` at any step and the sum of rewards.
+    ``raw`` holds robosuite's last observation dict (object poses for scripted controllers)."""
+
+    def __init__(self, env_args: dict, obs_keys: tuple | None = None):
+        suite = patch()
+        self.env_args = copy.deepcopy(env_args)
+        kwargs = dict(self.env_args["env_kwargs"])
+        name = self.env_args["env_name"]
+        self.task = task_from_env_name(name)
+        self.obs_keys = tuple(obs_keys or TASKS[self.task].obs_keys)
+        images = [k for k in self.obs_keys if k.endswith(IMAGE_KEY_SUFFIX)]
+        if images:
+            raise ValueError(f"image observations {images} are not supported by the low-dim environment")
+        from robosuite.controllers.composite.composite_controller_factory import refactor_composite_controller_config
+        robots = kwargs["robots"] if isinstance(kwargs["robots"], (list, tuple)) else [kwargs["robots"]]
+        kwargs["controller_configs"] = refactor_composite_controller_config(kwargs["controller_configs"], robots[0],
+                                                                            ["right"])
+        kwargs.update(has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False)
+        self.env = suite.make(name, **kwargs)
+        self.horizon = TASKS[self.task].horizon
+        self.act_dim = int(self.env.action_spec[0].shape[0])
+
+    def _flat(self, obs: dict) -> np.ndarray:
+        missing = [k for k in self.obs_keys if ROBOSUITE_KEY.get(k, k) not in obs]
+        if missing:
+            raise ValueError(f"the environment has no observation {missing}; it has {sorted(obs)}")
+        return np.concatenate([np.asarray(obs[ROBOSUITE_KEY.get(k, k)], np.float32).reshape(-1)
+                               for k in self.obs_keys])
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """A new episode; with ``seed`` the object placement and the arm's initial joint noise are reproducible."""
+        if seed is not None:
+            rng = np.random.default_rng(seed)
+            self.env.rng = rng                       # robot joint noise at reset
+            samplers = [getattr(self.env, "placement_initializer", None)]
+            while samplers:                          # object placement (composite samplers hold children)
+                sampler = samplers.pop()
+                if sampler is not None:
+                    sampler.rng = rng
+                    samplers += list(getattr(sampler, "samplers", {}).values())
+        self.raw = self.env.reset()
+        return self._flat(self.raw)
+
+    def step(self, action) -> tuple[np.ndarray, float, bool]:
+        self.raw, reward, _, _ = self.env.step(np.asarray(action, np.float64))
+        return self._flat(self.raw), float(reward), bool(self.env._check_success())
+
+    def robomimic_obs(self) -> dict:
+        """The current observation under robomimic's key names (what a robomimic file stores per frame)."""
+        return {k: np.asarray(self.raw[ROBOSUITE_KEY.get(k, k)], np.float32) for k in self.obs_keys}
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class RobomimicGymEnv(gym.Env):
+    """A robomimic task as the evaluation loop steps it (gymnasium API, flat Box spaces).
+
+    Observation: the last ``obs_steps`` low-dim frames, oldest first, ``[obs_steps * obs_dim]`` (the first frame
+    repeated after a reset, as Diffusion Policy pads). Action: a chunk ``[horizon * act_dim]`` of which the first
+    ``action_steps`` actions are executed, one environment step each; the reward is their sum. The episode
+    terminates at the first successful step (robomimic's rollouts stop there) and is truncated after the task's
+    horizon in environment steps. ``info["success"]`` is 1.0 once the task is solved."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_args: str, obs_keys: tuple | None = None, obs_steps: int = 1, horizon: int = 1,
+                 action_steps: int = 1):
+        self.inner = make_env(env_args, obs_keys)
+        self.obs_steps, self.horizon, self.action_steps = int(obs_steps), int(horizon), int(action_steps)
+        obs_dim = len(self.inner.reset(seed=0))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_steps * obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.horizon * self.inner.act_dim,), np.float32)
+
+    def _observation(self) -> np.ndarray:
+        return np.concatenate(list(self.history)).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        first = self.inner.reset(seed)
+        self.history = collections.deque([first] * self.obs_steps, maxlen=self.obs_steps)
+        self.steps = 0
+        return self._observation(), {}
+
+    def step(self, action):
+        chunk = np.asarray(action, np.float64).reshape(self.horizon, self.inner.act_dim)[:self.action_steps]
+        total, success = 0.0, False
+        for a in chunk:
+            obs, reward, success = self.inner.step(np.clip(a, -1.0, 1.0))
+            self.history.append(obs)
+            total += reward
+            self.steps += 1
+            if success or self.steps >= self.inner.horizon:
+                break
+        truncated = not success and self.steps >= self.inner.horizon
+        return self._observation(), total, success, truncated, {"success": float(success)}
+
+    def close(self):
+        self.inner.close()
+
+
+def gym_spec(env_args: dict, obs_keys: tuple, obs_steps: int = 1, horizon: int = 1,
+             action_steps: int = 1) -> gym.envs.registration.EnvSpec:
+    """The evaluation environment as a gymnasium ``EnvSpec`` (what :class:`cdp_jax.envpool.EnvPool` builds, in
+    this process or in workers)."""
+    return gym.envs.registration.EnvSpec(
+        id="cdp_jax/Robomimic-v0", entry_point="cdp_jax.robomimic_env:RobomimicGymEnv", disable_env_checker=True,
+        kwargs=dict(env_args=json.dumps(env_args), obs_keys=tuple(obs_keys), obs_steps=obs_steps, horizon=horizon,
+                    action_steps=action_steps))
+
+
+def make_env(env_args: dict | str, obs_keys: tuple | None = None) -> RobomimicEnv:
+    """The environment a robomimic file records (``env_args`` as a dict or its JSON text)."""
+    if isinstance(env_args, str):
+        env_args = json.loads(env_args)
+    return RobomimicEnv(env_args, obs_keys)
+

@@ -1,0 +1,173 @@
+"""Robomimic: robosuite on the project's mujoco, the HDF5 layout, Diffusion Policy windows, scripted demos."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("robosuite", reason='robosuite is installed by .ci/run (README, "Robomimic")')
+
+from cdp_jax import robomimic_env  # noqa: E402
+from cdp_jax.datasets import robomimic_hdf5 as H  # noqa: E402
+from cdp_jax.datasets.generators import robomimic_scripted  # noqa: E402
+
+
+@pytest.mark.parametrize("task,obs_dim,act_dim", [("lift", 19, 7), ("can", 23, 7), ("square", 23, 7),
+                                                  ("transport", 59, 14)])
+def test_tasks_run_with_the_official_dimensions_and_seeded_resets(task, obs_dim, act_dim):
+    args = robomimic_env.default_env_args(task)
+    env = robomimic_env.make_env(json.dumps(args))              # as a file records it: JSON text
+    assert env.horizon == robomimic_env.TASKS[task].horizon and env.act_dim == act_dim
+    first = env.reset(seed=7)
+    assert first.shape == (obs_dim,) and np.array_equal(first, env.reset(seed=7))
+    assert not np.array_equal(first, env.reset(seed=8))           # placement follows the seed
+    obs, reward, success = env.step(np.zeros(act_dim))
+    assert obs.shape == (obs_dim,) and reward == 0.0 and success is False
+    env.close()
+
+
+def dp_window_indices(episode_ends, horizon, pad_before, pad_after):
+    """Diffusion Policy's ``create_indices`` + ``sample_sequence`` (diffusion_policy/common/sampler.py),
+    transcribed on frame numbers: the frames each window holds after edge padding."""
+    out = []
+    frames = np.arange(episode_ends[-1])
+    for i, end_idx in enumerate(episode_ends):
+        start_idx = 0 if i == 0 else episode_ends[i - 1]
+        length = end_idx - start_idx
+        for idx in range(-pad_before, length - horizon + pad_after + 1):
+            b0, b1 = max(idx, 0) + start_idx, min(idx + horizon, length) + start_idx
+            s0, s1 = b0 - (idx + start_idx), horizon - ((idx + horizon + start_idx) - b1)
+            data = np.zeros(horizon, np.int64)
+            data[s0:s1] = frames[b0:b1]
+            data[:s0], data[s1:] = frames[b0], frames[b1 - 1]
+            out.append(data)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("horizon,obs_steps,action_steps", [(16, 2, 8), (2, 2, 1), (1, 1, 1), (10, 3, 4)])
+def test_windows_equal_diffusion_policys_sampler(horizon, obs_steps, action_steps):
+    lengths = np.array([17, 40, 23, 16])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    ours = H.window_indices(starts, lengths, horizon, obs_steps, action_steps)
+    np.testing.assert_array_equal(ours, dp_window_indices(np.cumsum(lengths), horizon, obs_steps - 1,
+                                                          action_steps - 1))
+    assert len(ours) == sum(lengths - horizon + obs_steps + action_steps - 1)
+    with pytest.raises(ValueError, match="shorter than action_steps"):
+        H.window_indices(starts, lengths, 4, 2, 8)
+
+
+def test_window_subsets_use_the_fixed_split_seed():
+    a, b = H.window_subset(1000, 0.1), H.window_subset(1000, 0.1)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 100 and len(np.unique(a)) == 100 and np.all(np.diff(a) > 0)
+    assert len(H.window_subset(1000, 1.0)) == 1000 and len(H.window_subset(3, 0.01)) == 1
+    assert not np.array_equal(a, H.window_subset(1000, 0.1, seed=0))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        H.window_subset(10, 0.0)
+
+
+@pytest.fixture(scope="module")
+def lift_file(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("robomimic") / "lift.hdf5")
+    report = robomimic_scripted.generate("lift", path, num_demos=4, seed=0, progress=False)
+    return path, report
+
+
+def test_scripted_lift_demos_are_successful_reproducible_and_in_robomimic_layout(lift_file, tmp_path):
+    import h5py
+    path, report = lift_file
+    assert report["demos"] == 4 and report["success_rate"] >= 0.8
+    demos = H.read_demos(path)
+    assert demos.num_episodes == 4 and demos.observations.shape == (int(demos.episode_lengths.sum()), 19)
+    assert demos.actions.shape[1] == 7 and np.abs(demos.actions).max() <= 1.0
+    assert demos.env_args["env_name"] == "Lift" and demos.env_args["env_kwargs"]["control_freq"] == 20
+    with h5py.File(path) as f:
+        demo = f["data/demo_0"]
+        assert sorted(demo["obs"]) == ["object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"]
+        assert demo.attrs["num_samples"] == len(demo["actions"]) == len(demo["states"])
+        assert bool(demo["dones"][-1]) and f["data"].attrs["total"] == demos.observations.shape[0]
+    # the recorded start state is the seeded reset: the first frame's observation comes back from the environment
+    env = robomimic_env.make_env(demos.env_args)
+    with h5py.File(path) as f:
+        seed = int(f["data/demo_1"].attrs["reset_seed"])
+    np.testing.assert_allclose(env.reset(seed=seed), demos.observations[demos.episode_starts[1]], atol=1e-6)
+    again = robomimic_scripted.generate("lift", str(tmp_path / "again.hdf5"), num_demos=4, seed=0, progress=False)
+    np.testing.assert_array_equal(H.read_demos(again["path"]).actions, demos.actions)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        robomimic_scripted.generate("lift", path, num_demos=1, progress=False)
+
+
+def test_bad_robomimic_input_is_one_clear_line(lift_file, tmp_path):
+    path, _ = lift_file
+    with pytest.raises(ValueError, match="does not exist"):
+        H.read_demos(str(tmp_path / "missing.hdf5"))
+    (tmp_path / "text.hdf5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
+        H.read_demos(str(tmp_path / "text.hdf5"))
+    with pytest.raises(ValueError, match=r"no observation key\(s\) \['object_pose'\]; it has \['object'"):
+        H.read_demos(path, obs_keys=("object_pose", "robot0_eef_pos"))
+    with pytest.raises(ValueError, match="image keys \\['agentview_image'\\] were asked of a low-dim file"):
+        H.read_demos(path, obs_keys=("agentview_image",))
+    with pytest.raises(ValueError, match="unknown robomimic task 'stack'"):
+        robomimic_env.task_of("stack")
+    with pytest.raises(ValueError, match="no scripted demonstrator.*square"):
+        robomimic_scripted.generate("square", str(tmp_path / "sq.hdf5"), 1, progress=False)
+
+
+def test_generate_cli_writes_robomimic_files(tmp_path, capsys):
+    from cdp_jax.datasets.__main__ import main
+    out = str(tmp_path / "can.hdf5")
+    assert main(["generate", "robomimic-can", "--steps=2", f"--dataset_id={out}"]) == 0
+    assert H.read_demos(out).num_episodes == 2 and "controller success" in capsys.readouterr().out
+    assert main(["generate", "robomimic-can", "--steps=2", f"--dataset_id={out}"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_transitions_carry_observation_history_and_action_chunks(lift_file):
+    path, _ = lift_file
+    demos = H.read_demos(path)
+    data, info = H.load_transitions(path, obs_steps=2, horizon=4, action_steps=2)
+    n = demos.observations.shape[0]
+    assert data.observations.shape == (n, 38) and data.actions.shape == (n, 28) and info.act_dim == 28
+    s, length = demos.episode_starts[1], demos.episode_lengths[1]
+    obs, act = np.asarray(data.observations), np.asarray(data.actions)
+    np.testing.assert_array_equal(obs[s], np.concatenate([demos.observations[s]] * 2))        # padded history
+    np.testing.assert_array_equal(obs[s + 3], demos.observations[s + 2:s + 4].reshape(-1))
+    np.testing.assert_array_equal(act[s + 1], demos.actions[s + 1:s + 5].reshape(-1))
+    last = s + length - 1
+    np.testing.assert_array_equal(act[last], np.tile(demos.actions[last], 4))                  # repeated at the end
+    assert np.asarray(data.episode_ends).sum() == demos.num_episodes
+    env = info.make_env()
+    first, _ = env.reset(seed=int(5))
+    assert first.shape == (38,) and np.array_equal(first[:19], first[19:])
+    obs2, reward, terminated, truncated, step_info = env.step(np.zeros(28))
+    assert env.unwrapped.steps == 2 and not terminated and step_info["success"] == 0.0     # action_steps executed
+    assert obs2.shape == (38,) and reward == 0.0 and not truncated
+    env.close()
+
+
+def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_path):
+    from cdp_jax.config import base_config
+    from cdp_jax.sweep import Sweep
+    path, _ = lift_file
+    cfg = base_config()
+    cfg.dataset_id, cfg.generate, cfg.agent = path, "", "dbc"
+    cfg.agent_config.diffusion = dict(network="dql", hidden=32, diffusion_steps=10, sampling_steps=3)
+    cfg.sequence = dict(obs_steps=2, horizon=4, action_steps=2)
+    cfg.subset_seed, cfg.obs_normalization = 42, "minmax"
+    cfg.seeds, cfg.data_fractions, cfg.gammas = 1, (1.0, 0.5), (0.0, 0.1)
+    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.batch_size = 10, 10, 1, 16
+    cfg.consistency_states, cfg.consistency_samples = 4, 2
+    sweep = Sweep(cfg, str(tmp_path / "sweep"), progress=False)
+    rows = sweep.run()
+    assert len(rows) == 4 and all(r["success"] in (0.0, 1.0) for r in rows)
+    assert all(np.isnan(r["normalized_score"]) and np.isfinite(r["return"]) for r in rows)
+    # the two fractions' subsets are the same for every seed (fixed split seed), not the member seed
+    from cdp_jax.datasets.subsets import subset_indices
+    idx = subset_indices(sweep.info.total_steps, 0.5, 42)
+    member = next(i for i, m in enumerate(sweep.grid.members) if m["data_fraction"] == 0.5)
+    np.testing.assert_array_equal(np.asarray(sweep.grid.subsets.idx[member])[:len(idx)], idx)
+    bad = base_config()
+    bad.sequence = dict(obs_steps=2, horizon=1, action_steps=1)
+    with pytest.raises(ValueError, match="robomimic files"):
+        from cdp_jax.config import validate
+        validate(bad)
