@@ -1,18 +1,24 @@
-"""Update steps/s of a Hopper-sized agent (obs 11, act 3, batch 256, T = 50, DQL MLP) with each contraction
-regularizer, on all samples and on the low-noise 10% sub-batch, as a ratio to gamma = 0.
+"""What the contraction term costs: update steps/s with each regularizer as a ratio to the same agent at γ = 0.
 
-    python -m benchmarks.contraction_cost [--agent dbc|edp] [--steps 200] [--grid_members 8]
+    python -m benchmarks.contraction_cost [--parts=rl,il,chunks,grid] [--agent=dbc|edp] [--steps=200]
+        [--grid_members=8] [--out=benchmarks/results/contraction_cost_cpu.json]
 
-The last line compares a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep
-does: ``GridLayout`` groups members by γ > 0 and sets the static ``contraction.enabled`` flag per group) with
-the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
+Parts (each a table, all written to ``--out`` as soon as measured):
 
-For EDP (the paper's RL backbone: critic targets from 15-step DPM-Solver++ samples) the gamma = 0 row is EDP
-and the low-noise Frobenius row is CDP as the official code runs it.
+* ``rl``: a Hopper-sized agent (obs 11, act 3, batch 256, T = 50, DQL MLP): Frobenius and hinge, on all samples
+  and on the low-noise 10% sub-batch. For ``--agent=edp`` (critic targets from 15-step DPM-Solver++ samples) the
+  γ = 0 row is EDP and the low-noise Frobenius row is CDP as the official code runs it.
+* ``il``: the official imitation setting on Lift shapes (Pearce MLP, obs history 2 x 19, act 7, batch 512, L_c on
+  the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes).
+* ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
+  1, 4 and 8 probes (issue target: CDP-Unet / DP-Unet <= 1.15).
+* ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
+  the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import jax
@@ -22,57 +28,105 @@ from absl import flags
 from benchmarks.timing import median_seconds
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
+from cdp_jax.io import atomic_write_text
 
 OBS, ACT, BATCH = 11, 3, 256
+PARTS = ("rl", "il", "chunks", "grid")
 
 
 def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: float, steps: int, members: int = 0,
-                     contraction_on: bool | None = None) -> float:
+                     contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS,
+                     act_dim: int = ACT, batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0) -> float:
     """Update steps/s of one agent, or (``members > 0``) of a vmapped grid of that many (per member: aggregate / N).
     ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it)."""
     cfg = default_agent_config(agent_name)
-    cfg.diffusion.network, cfg.diffusion.contraction.penalty = "dql", penalty
-    cfg.diffusion.contraction.low_noise_fraction, cfg.diffusion.contraction.num_iters = fraction, 5
-    cfg.diffusion.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
+    d = cfg.diffusion
+    d.network, d.chunk_horizon, d.contraction.penalty = network, horizon, penalty
+    d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
+    d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
     key = jax.random.PRNGKey(0)
-    create = lambda s: agent_class(agent_name).create(cfg, HParams(gamma=gamma), jax.random.PRNGKey(s), OBS, ACT)
+    create = lambda s: agent_class(agent_name).create(cfg, HParams(gamma=gamma), jax.random.PRNGKey(s), obs_dim,
+                                                      act_dim)
     agent = jax.vmap(create)(jnp.arange(members)) if members else create(0)
-    obs = jax.random.normal(key, (BATCH, OBS))
-    batch = {"observations": obs, "actions": jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), (BATCH, ACT))),
-             "rewards": jnp.ones(BATCH), "next_observations": obs, "terminals": jnp.zeros(BATCH)}
+    obs = jax.random.normal(key, (batch_size, obs_dim))
+    batch = {"observations": obs,
+             "actions": jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), (batch_size, act_dim))),
+             "rewards": jnp.ones(batch_size), "next_observations": obs, "terminals": jnp.zeros(batch_size)}
     step = (lambda a, k: jax.vmap(lambda m: m.update(batch, k))(a)) if members else (lambda a, k: a.update(batch, k))
 
     @jax.jit
     def run(agent, key):
         return jax.lax.scan(step, agent, jax.random.split(key, steps))[0]
 
-    return steps / median_seconds(run, agent, key)
+    return steps / median_seconds(run, agent, key, repeats=3 if steps < 20 else 5)
+
+
+def table(title: str, base: float, variants: list[tuple[str, float]]) -> list[dict]:
+    rows = [dict(variant="gamma=0", steps_per_s=base, ratio=1.0)]
+    rows += [dict(variant=name, steps_per_s=sps, ratio=base / sps) for name, sps in variants]
+    print(f"\n{title}\n{'variant':44s} {'steps/s':>9s} {'time ratio':>10s}")
+    for r in rows:
+        print(f"{r['variant']:44s} {r['steps_per_s']:9.2f} {r['ratio']:10.2f}")
+    return rows
+
+
+def rl_rows(agent: str, steps: int) -> list[dict]:
+    base = steps_per_second(agent, "frobenius", 0.1, 0.0, steps)
+    variants = [(f"{penalty}, {label}", steps_per_second(agent, penalty, fraction, 0.1, steps))
+                for penalty in ("frobenius", "hinge")
+                for fraction, label in ((1.0, "all samples"), (0.1, "low-noise 10% sub-batch"))]
+    return table(f"{agent} (Hopper shapes, DQL MLP)", base, variants)
+
+
+def il_rows(steps: int) -> list[dict]:
+    lift = dict(network="pearce", obs_dim=38, act_dim=7, batch_size=512)
+    base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
+    variants = [(f"frobenius, all t, {name}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=p,
+                                                               **lift))
+                for name, p in (("exact (7 JVPs)", 0), ("1 probe", 1), ("4 probes", 4))]
+    return table("DBC / CDP-IL, official recipe on Lift shapes (Pearce MLP, batch 512)", base, variants)
+
+
+def chunk_rows(steps: int) -> list[dict]:
+    lift = dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=256, horizon=16)
+    base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
+    variants = [(f"CDP-Unet, {p} probe{'s' * (p > 1)}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
+                                                                         num_probes=p, **lift)) for p in (1, 4, 8)]
+    return table("DP-Unet / CDP-Unet on Lift chunks (16 x 7, batch 256)", base, variants)
+
+
+def grid_row(agent: str, steps: int, n: int) -> dict:
+    off = steps_per_second(agent, "frobenius", 0.1, 0.0, steps, members=n)
+    on = steps_per_second(agent, "frobenius", 0.1, 0.0, steps, members=n, contraction_on=True)
+    print(f"\ngrid of {n} gamma = 0 members: {off:.1f} steps/s compiled without L_c (the sweep now), {on:.1f} with "
+          f"L_c computed and multiplied by 0 (what a vmapped lax.cond on gamma did): the old way cost {off / on:.2f}x")
+    return dict(grid_members=n, gamma0_static_off=off, gamma0_computed=on, ratio=off / on)
 
 
 def define_flags(fv: flags.FlagValues) -> None:
-    flags.DEFINE_integer("steps", 200, "update steps per timed call", flag_values=fv)
-    flags.DEFINE_enum("agent", "dbc", ["dbc", "edp"], "backbone", flag_values=fv)
+    flags.DEFINE_list("parts", ["rl", "grid"], f"which tables, of {PARTS}", flag_values=fv)
+    flags.DEFINE_integer("steps", 200, "update steps per timed call (chunks: a tenth)", flag_values=fv)
+    flags.DEFINE_enum("agent", "dbc", ["dbc", "edp"], "backbone of the rl and grid parts", flag_values=fv)
     flags.DEFINE_integer("grid_members", 8, "size of the gamma = 0 grid comparison", flag_values=fv)
+    flags.DEFINE_string("out", "", "a JSON file rewritten after each table (default: none)", flag_values=fv)
 
 
 def main(_, args: flags.FlagValues) -> int:
-    print(f"agent {args.agent}, device {jax.devices()[0].device_kind}, {args.steps} steps per timed call")
-    base = steps_per_second(args.agent, "frobenius", 0.1, 0.0, args.steps)
-    rows = [dict(variant="gamma=0", steps_per_s=base, ratio=1.0)]
-    for penalty in ("frobenius", "hinge"):
-        for fraction, label in ((1.0, "all samples"), (0.1, "low-noise 10% sub-batch")):
-            sps = steps_per_second(args.agent, penalty, fraction, 0.1, args.steps)
-            rows.append(dict(variant=f"{penalty}, {label}", steps_per_s=sps, ratio=base / sps))
-    print(f"{'variant':40s} {'steps/s':>9s} {'time ratio':>10s}")
-    for r in rows:
-        print(f"{r['variant']:40s} {r['steps_per_s']:9.1f} {r['ratio']:10.2f}")
-    print(json.dumps(rows))
-    n = args.grid_members
-    off = steps_per_second(args.agent, "frobenius", 0.1, 0.0, args.steps, members=n)
-    on = steps_per_second(args.agent, "frobenius", 0.1, 0.0, args.steps, members=n, contraction_on=True)
-    print(f"grid of {n} gamma = 0 members: {off:.1f} steps/s compiled without L_c (the sweep now), {on:.1f} with L_c "
-          f"computed and multiplied by 0 (what a vmapped lax.cond on gamma did): the old way cost {off / on:.2f}x")
-    print(json.dumps(dict(grid_members=n, gamma0_static_off=off, gamma0_computed=on, ratio=off / on)))
+    if set(args.parts) - set(PARTS):
+        print(f"error: --parts names unknown parts {sorted(set(args.parts) - set(PARTS))}; choose from {PARTS}",
+              file=sys.stderr)
+        return 2
+    figures = dict(device=jax.devices()[0].device_kind, steps_per_timed_call=args.steps)
+    print(f"device {figures['device']}, {args.steps} steps per timed call")
+    measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
+               "chunks": lambda: chunk_rows(max(2, args.steps // 10)),
+               "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
+    for part in args.parts:
+        figures[part] = measure[part]()
+        if args.out:
+            os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+            atomic_write_text(args.out, json.dumps(figures, indent=1))
+    print(json.dumps(figures))
     return 0
 
 

@@ -19,22 +19,18 @@ this project generated (``local/...``) is not the D4RL dataset, and the tables s
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
 import os
 import sys
 import time
 
-import numpy as np
 from absl import flags
 
+from benchmarks import robomimic_jobs
 from cdp_jax import results
 from cdp_jax.cli import run_flags_cli
-from cdp_jax.io import atomic_write_text
 
-PAPER_CSV = os.path.join(os.path.dirname(__file__), "reference", "paper.csv")
-CDP_GAMMA = 0.1
+from benchmarks.paper_report import CDP_GAMMA, write_outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +47,13 @@ class Dataset:
     weight_temperature: float = 0.0          # 0: the agent's default
     imitation: bool = True                   # also run Table 2 (DBC vs CDP) on it
     fractions: tuple = ()                    # data fractions of its EDP/CDP grid (() = the budget's)
+    robomimic: str = ""                      # a robomimic task: Table 2 backbones only (benchmarks/robomimic_jobs.py)
 
     @property
     def provenance(self) -> str:
+        if self.robomimic:
+            return (f"`{self.dataset_id}` (generated demos by `{self.generate}`, not the PH data)" if self.generate
+                    else f"`{self.dataset_id}` (robomimic PH file)")
         if self.dataset_id.startswith("local/"):
             how = f"generated here by `{self.generate or 'cdp_jax.datasets'}`" if self.generate else "generated here"
             return f"`{self.dataset_id}` ({how}; not the D4RL data)"
@@ -71,6 +71,7 @@ class Budget:
     fractions: tuple
     evaluations: int = 1                     # evaluations per run (the last one is reported)
     eval_workers: int = 1                    # processes stepping the evaluation envs (0: one per CPU core)
+    robomimic_backbones: tuple = ("pearce", "bc_gmm")   # Table 2 backbones on robomimic datasets
 
 
 BUDGETS = {
@@ -80,7 +81,7 @@ BUDGETS = {
     "gpu": Budget(rl_steps=20_000, il_steps=20_000, seeds=10, eval_episodes=50, fractions=(1.0, 0.1, 0.05),
                   evaluations=2, eval_workers=0),
     "full": Budget(rl_steps=200_000, il_steps=100_000, seeds=10, eval_episodes=10, fractions=(1.0, 0.1, 0.05),
-                   evaluations=10),
+                   evaluations=10, robomimic_backbones=("pearce", "unet", "dit", "bc_gmm")),
 }
 
 def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> list[Dataset]:
@@ -94,7 +95,7 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         kitchen = d4rl_kitchen.get_config("complete")
         out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
                            weight_temperature=kitchen.agent_config.weight_temperature))
-        return out
+        return out + robomimic_datasets(("lift", "can"))
     if preset == "gpu":
         return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
     # DQL diverges at eta = 1 on the generated PointMaze (measured), so its PointMaze rows use 0.1, said in table1.md.
@@ -105,7 +106,14 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         out += [Dataset(f"local/mujoco/{env}/{level}-v0", paper_row=f"{env}-{level}", eta=eta,
                         weight_temperature=temp, imitation=False)
                 for (env, level), (eta, temp) in TASKS.items() if f"local/mujoco/{env}/{level}-v0" in local_ids]
+        out += robomimic_datasets(("lift",))
     return out
+
+
+def robomimic_datasets(tasks, demos: int = 200) -> list[Dataset]:
+    """Generated robomimic demonstrations (scripted; the PH files need a network and robomimic's download)."""
+    return [Dataset(f"robomimic/{t}/scripted/low_dim.hdf5", f"robomimic-{t}", demos, imitation=False, robomimic=t)
+            for t in tasks]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,21 +123,28 @@ class Job:
     agent: str
     fractions: tuple
     gammas: tuple
+    backbone: str = ""                       # robomimic jobs: pearce, unet, dit or bc_gmm
 
 
 # Rough seconds per member-update on the 2-core CPU (measured), only to weight the progress ETA between jobs.
-RELATIVE_COST = {"edp": 1 / 25, "dql": 1 / 20, "idql": 1 / 50, "bc": 1 / 1000, "dbc": 1 / 150}
+RELATIVE_COST = {"edp": 1 / 25, "dql": 1 / 20, "idql": 1 / 50, "bc": 1 / 1000, "dbc": 1 / 150, "bc_gmm": 1 / 500,
+                 "pearce": 1 / 40, "unet": 1, "dit": 1 / 2}
 
 
 def job_cost(job: Job, budget: Budget) -> float:
     members = len(job.fractions) * len(job.gammas) * budget.seeds
-    return members * (budget.il_steps if job.agent == "dbc" else budget.rl_steps) * RELATIVE_COST[job.agent]
+    steps = budget.il_steps if job.agent in ("dbc", "bc_gmm") else budget.rl_steps
+    return members * steps * RELATIVE_COST[job.backbone or job.agent]
 
 
 def jobs_for(datasets: list[Dataset], budget: Budget) -> list[Job]:
     jobs = []
     for ds in datasets:
         stem = ds.dataset_id.replace("/", "_")
+        if ds.robomimic:
+            jobs += [Job(f"{stem}-{b}", ds, "bc_gmm" if b == "bc_gmm" else "dbc", robomimic_jobs.FRACTIONS,
+                         (0.0,) if b == "bc_gmm" else (0.0, CDP_GAMMA), b) for b in budget.robomimic_backbones]
+            continue
         jobs.append(Job(f"{stem}-edp", ds, "edp", ds.fractions or budget.fractions, (0.0, CDP_GAMMA)))
         jobs += [Job(f"{stem}-{agent}", ds, agent, (1.0,), (0.0,)) for agent in ("bc", "dql", "idql")]
         if ds.imitation:
@@ -141,6 +156,11 @@ def sweep_config(job: Job, budget: Budget):
     """The sweep config of one job: the project's paper configs with the preset's budget."""
     from cdp_jax.config import base_config
     ds = job.dataset
+    if job.backbone:
+        cfg = robomimic_jobs.sweep_config(ds.robomimic, job.backbone, budget.seeds, budget.il_steps,
+                                          budget.evaluations, budget.eval_episodes, CDP_GAMMA, budget.eval_workers)
+        cfg.dataset_id, cfg.generate, cfg.generate_steps = ds.dataset_id, ds.generate, ds.generate_steps
+        return cfg
     cfg = base_config()
     cfg.dataset_id, cfg.generate, cfg.generate_steps = ds.dataset_id, ds.generate, ds.generate_steps
     cfg.agent = job.agent
@@ -165,7 +185,8 @@ def run_job(job: Job, budget: Budget, workdir: str, report_only: bool = False) -
     from cdp_jax.sweep import Sweep
     path = os.path.join(workdir, "sweeps", job.name)
     if report_only:
-        return results.final_rows(results.read_csv(os.path.join(path, "results.csv")))
+        done = results.read_csv(os.path.join(path, "results.csv"))
+        return results.final_rows(robomimic_jobs.relabel(done, job.backbone) if job.backbone else done)
     cfg = sweep_config(job, budget)
     cfg.overwrite = True
     done = results.read_csv(os.path.join(path, "results.csv"))
@@ -177,173 +198,7 @@ def run_job(job: Job, budget: Budget, workdir: str, report_only: bool = False) -
     if not finished:
         Sweep(cfg, path).run()
         done = results.read_csv(os.path.join(path, "results.csv"))
-    return results.final_rows(done)
-
-
-# ---------------------------------------------------------------- the paper's numbers and the tables
-
-def read_paper(path: str = PAPER_CSV) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def paper_value(paper: list[dict], table: str, row: str, column: str) -> float:
-    for r in paper:
-        if r["table"] == table and r["row"] == row and r["column"] == column:
-            return float(r["value"])
-    return math.nan
-
-
-def cell(rows: list[dict], dataset_id: str, agent: str, fraction: float, gamma: float, metric: str) -> tuple:
-    """(mean, 95% CI half-width, n) of the final ``metric`` over seeds for one grid cell."""
-    vals = [r[metric] for r in rows if r["dataset_id"] == dataset_id and r["agent"] == agent
-            and r["data_fraction"] == fraction and r["gamma"] == gamma]
-    mean, _, ci, n = results.mean_ci(vals)
-    return mean, ci, n
-
-
-def seed_gains(rows: list[dict], dataset_id: str, fraction: float, metric: str = "normalized_score") -> dict:
-    """``{seed: CDP - EDP}``; members with the same seed share their data subset, initial network and batches."""
-    def by_seed(gamma):
-        return {r["seed"]: r[metric] for r in rows if r["dataset_id"] == dataset_id and r["agent"] == "edp"
-                and r["data_fraction"] == fraction and r["gamma"] == gamma}
-    edp, cdp = by_seed(0.0), by_seed(CDP_GAMMA)
-    return {s: cdp[s] - edp[s] for s in sorted(set(edp) & set(cdp))}
-
-
-def paired_gain(rows: list[dict], dataset_id: str, fraction: float) -> tuple:
-    """(mean, 95% CI, n) of the seed-paired CDP - EDP gain."""
-    mean, _, ci, n = results.mean_ci(list(seed_gains(rows, dataset_id, fraction).values()))
-    return mean, ci, n
-
-
-def _fmt(mean: float, ci: float, n: int, digits: int = 1) -> str:
-    if n == 0 or not np.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f} ± {ci:.{digits}f}" if np.isfinite(ci) else f"{mean:.{digits}f}"
-
-
-def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset: str) -> str:
-    lines = [f"# Table 1: offline RL (preset `{preset}`)", "",
-             (f"Normalised score (0-100) at the final evaluation after {_steps_reached(rows, budget.rl_steps)} gradient "
-              f"steps, mean ± 95% CI "
-             f"(t-interval) over {budget.seeds} seeds, {budget.eval_episodes} evaluation episodes per seed. "
-             f"CDP = EDP + contraction (γ = {CDP_GAMMA}, Frobenius, t < 0.1·T). Each cell: ours (paper)."), "",
-             "| dataset | data used | BC | DQL | EDP | IDQL | CDP |", "|---|---|---|---|---|---|---|"]
-    for ds in datasets:
-        cells = []
-        for agent, gamma, column in (("bc", 0.0, "BC"), ("dql", 0.0, "DQL"), ("edp", 0.0, "EDP"),
-                                     ("idql", 0.0, "IDQL"), ("edp", CDP_GAMMA, "CDP")):
-            ours = _fmt(*cell(rows, ds.dataset_id, agent, 1.0, gamma, "normalized_score"))
-            cells.append(f"{ours} ({results.fmt_number(paper_value(paper, 'table1', ds.paper_row, column))})")
-        lines.append(f"| {ds.paper_row or ds.dataset_id.split('/', 1)[1]} | {ds.provenance} | " + " | ".join(cells) + " |")
-    avg = [results.fmt_number(paper_value(paper, "table1", "Average over all envs", c))
-           for c in ("BC", "DQL", "EDP", "IDQL", "CDP")]
-    lines.append("| paper: average over its D4RL tasks | D4RL | " + " | ".join(f"– ({a})" for a in avg) + " |")
-    capped = [f"{ds.dataset_id} (η = {ds.dql_eta:g})" for ds in datasets if ds.dql_eta and ds.dql_eta != ds.eta]
-    if capped:
-        lines += ["", "DQL's Q weight differs from EDP's on " + ", ".join(capped) + ": DQL diverges at EDP's η there."]
-    lines += ["", "## Limited data: EDP against CDP per data fraction", "",
-              ("Subsets are random transitions, the same subset for EDP and CDP at each seed; the gain is the "
-              "seed-paired CDP - EDP difference (mean ± 95% CI)."), "",
-              "| dataset | fraction | EDP | CDP | CDP − EDP | seeds |", "|---|---|---|---|---|---|"]
-    for ds in datasets:
-        for frac in ds.fractions or budget.fractions:
-            edp = cell(rows, ds.dataset_id, "edp", frac, 0.0, "normalized_score")
-            cdp = cell(rows, ds.dataset_id, "edp", frac, CDP_GAMMA, "normalized_score")
-            gain = paired_gain(rows, ds.dataset_id, frac)
-            lines.append(f"| {ds.dataset_id} | {frac:g} | {_fmt(*edp)} | {_fmt(*cdp)} | {_fmt(*gain)} | {gain[2]} |")
-    lines += ["", "Paper, D4RL at 10% data (read off its figure): " + "; ".join(
-        f"{row}: EDP {results.fmt_number(paper_value(paper, 'limited_data', row, 'EDP'), 0)}, "
-        f"CDP {results.fmt_number(paper_value(paper, 'limited_data', row, 'CDP'), 0)}"
-        for row in ("Mujoco-M", "Mujoco-MR", "Mujoco-ME", "Kitchen", "Antmaze-M")) + ".", "",
-              scarcity_verdict(rows, datasets, budget)]
-    return "\n".join(lines) + "\n"
-
-
-def _steps_reached(rows, planned: int) -> str:
-    """The planned step count, or what the rows reached when a run was cut short."""
-    reached = {int(r["step"]) for r in rows if r["agent"] != "dbc"}
-    if not reached or reached == {planned}:
-        return str(planned)
-    return f"{'/'.join(map(str, sorted(reached)))} (of {planned} planned: cut short)"
-
-
-def scarcity_verdict(rows, datasets: list[Dataset], budget: Budget) -> str:
-    """Whether the CDP - EDP gain is larger at the smallest fraction than at 100%, per dataset, with the 95% CI of
-    the per-seed difference of the two gains (gain at the small fraction minus gain at 1.0)."""
-    parts = []
-    for ds in datasets:
-        small = min(ds.fractions or budget.fractions)
-        per_seed = {frac: seed_gains(rows, ds.dataset_id, frac) for frac in (1.0, small)}
-        seeds = sorted(set(per_seed[1.0]) & set(per_seed[small]))
-        if not seeds or small == 1.0:
-            continue
-        full = np.mean([per_seed[1.0][s] for s in seeds])
-        scarce = np.mean([per_seed[small][s] for s in seeds])
-        diff, _, ci, n = results.mean_ci([per_seed[small][s] - per_seed[1.0][s] for s in seeds])
-        verdict = "holds" if diff > 0 else "does not hold"
-        if np.isfinite(ci):
-            verdict += " (significant at 95%)" if abs(diff) > ci else " (not significant at 95%)"
-        parts.append(f"`{ds.dataset_id}`: gain {scarce:+.1f} at fraction {small:g} vs {full:+.1f} at 1.0, "
-                     f"difference {diff:+.1f} ± {ci:.1f} over {n} seeds: {verdict}")
-    if not parts:
-        return ""
-    return "**Data-scarcity claim (the CDP − EDP gain is larger with less data):**\n\n" + "\n".join(
-        f"- {p}" for p in parts)
-
-
-def table2_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset: str) -> str:
-    lines = [f"# Table 2: imitation, DBC against CDP (preset `{preset}`)", "",
-             (f"Diffusion BC (DQL MLP, x0, 15-step DPM-Solver++) with γ = 0 (DBC) and γ = {CDP_GAMMA} (CDP), "
-             f"{budget.il_steps} gradient steps, final evaluation, mean ± 95% CI over {budget.seeds} seeds."), "",
-             "| dataset | data used | metric | DBC | CDP |", "|---|---|---|---|---|"]
-    for ds in (d for d in datasets if d.imitation):
-        for metric, label in (("success", "success rate"), ("normalized_score", "normalised score")):
-            dbc = cell(rows, ds.dataset_id, "dbc", 1.0, 0.0, metric)
-            cdp = cell(rows, ds.dataset_id, "dbc", 1.0, CDP_GAMMA, metric)
-            digits = 2 if metric == "success" else 1
-            lines.append(f"| {ds.dataset_id.split('/', 1)[1]} | {ds.provenance} | {label} | "
-                         f"{_fmt(*dbc, digits)} | {_fmt(*cdp, digits)} |")
-    lines += ["", "The paper's Table 2 is on robomimic, which has no Minari release; its numbers (success rate):", "",
-              "| task | DBC-DiT | CDP-DiT | DP-Unet | CDP-Unet |", "|---|---|---|---|---|"]
-    for row in ("Transport-L", "Transport-H", "Can-H", "Average"):
-        lines.append(f"| {row} | " + " | ".join(results.fmt_number(paper_value(paper, "table2", row, c), 2)
-                                              for c in ("DBC-DiT", "CDP-DiT", "DP-Unet", "CDP-Unet")) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def limited_data_plot(rows, datasets: list[Dataset], paper, budget: Budget, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(datasets) + 1, figsize=(4.0 * (len(datasets) + 1), 3.3), squeeze=False)
-    for ax, ds in zip(axes[0], datasets):
-        fractions = sorted(ds.fractions or budget.fractions)
-        for gamma, label in ((0.0, "EDP"), (CDP_GAMMA, "CDP")):
-            stats_ = [cell(rows, ds.dataset_id, "edp", f, gamma, "normalized_score") for f in fractions]
-            ax.errorbar(fractions, [s[0] for s in stats_], yerr=np.nan_to_num([s[1] for s in stats_]), marker="o",
-                        capsize=3, label=label)
-        ax.set_xscale("log"), ax.set_xlabel("data fraction"), ax.set_ylabel("normalised score")
-        ax.set_title(ds.dataset_id.split("/", 1)[1], fontsize=9)
-        ax.legend()
-    ax = axes[0][-1]
-    tasks = ("Mujoco-M", "Mujoco-MR", "Mujoco-ME", "Kitchen", "Antmaze-M")
-    x = np.arange(len(tasks))
-    for k, column in enumerate(("EDP", "CDP")):
-        ax.bar(x + 0.4 * k - 0.2, [paper_value(paper, "limited_data", t, column) for t in tasks], 0.4, label=column)
-    ax.set_xticks(x, tasks, rotation=30, fontsize=8), ax.set_title("paper: D4RL at 10% (read off)", fontsize=9)
-    ax.legend()
-    fig.suptitle(f"Final score vs data fraction, mean ± 95% CI over {budget.seeds} seeds", fontsize=10)
-    results.save_figure(fig, path)
-
-
-def write_outputs(rows, datasets, budget: Budget, preset: str, workdir: str) -> None:
-    paper = read_paper()
-    atomic_write_text(os.path.join(workdir, "table1.md"), table1_markdown(rows, datasets, paper, budget, preset))
-    atomic_write_text(os.path.join(workdir, "table2.md"), table2_markdown(rows, datasets, paper, budget, preset))
-    limited_data_plot(rows, datasets, paper, budget, os.path.join(workdir, "limited_data.png"))
-    results.write_csv(os.path.join(workdir, "results.csv"), rows)
+    return results.final_rows(robomimic_jobs.relabel(done, job.backbone) if job.backbone else done)
 
 
 def define_flags(fv: flags.FlagValues) -> None:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from cdp_jax import distributed
 from cdp_jax.agents.base import HParams
 from cdp_jax.config import seeds_of
 from cdp_jax.datasets import Subsets, Transitions, make_subsets, sample_batch
@@ -148,7 +149,7 @@ class GridLayout:
         idx = np.asarray(self.groups[k][0])
         part = jax.tree.map(lambda x: x[idx], tree)
         if self.mesh is not None:
-            part = jax.device_put(part, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
+            part = distributed.put(part, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
         return part
 
     def join(self, parts: list):

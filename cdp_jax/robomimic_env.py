@@ -136,9 +136,10 @@ class RobomimicGymEnv(gym.Env):
 
     Observation: the last ``obs_steps`` low-dim frames, oldest first, ``[obs_steps * obs_dim]`` (the first frame
     repeated after a reset, as Diffusion Policy pads). Action: a chunk ``[horizon * act_dim]`` of which the first
-    ``action_steps`` actions are executed, one environment step each; the reward is their sum. The episode
-    terminates at the first successful step (robomimic's rollouts stop there) and is truncated after the task's
-    horizon in environment steps. ``info["success"]`` is 1.0 once the task is solved."""
+    ``action_steps`` actions are executed, one environment step each; the reward is their sum. As the paper
+    scores robomimic (success: any reward > 0; average reward: the sum over the episode), an episode always runs
+    the task's full horizon in environment steps (then it is truncated); ``info["success"]`` is 1.0 on every step
+    where the task is solved."""
 
     metadata = {"render_modes": []}
 
@@ -162,16 +163,15 @@ class RobomimicGymEnv(gym.Env):
 
     def step(self, action):
         chunk = np.asarray(action, np.float64).reshape(self.horizon, self.inner.act_dim)[:self.action_steps]
-        total, success = 0.0, False
+        total, solved = 0.0, False
         for a in chunk:
             obs, reward, success = self.inner.step(np.clip(a, -1.0, 1.0))
             self.history.append(obs)
-            total += reward
+            total, solved = total + reward, solved or success
             self.steps += 1
-            if success or self.steps >= self.inner.horizon:
+            if self.steps >= self.inner.horizon:
                 break
-        truncated = not success and self.steps >= self.inner.horizon
-        return self._observation(), total, success, truncated, {"success": float(success)}
+        return self._observation(), total, False, self.steps >= self.inner.horizon, {"success": float(solved)}
 
     def close(self):
         self.inner.close()

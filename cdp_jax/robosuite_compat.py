@@ -23,6 +23,10 @@ INSTALL_HINT = ('pip install --no-deps robosuite==1.5.2 && pip install -e ".[rob
                 '"Robomimic")')
 
 
+class RobosuiteMissing(ValueError, ImportError):
+    """robosuite (or a dependency) cannot be imported; the message names the install command."""
+
+
 class _MujocoView(types.ModuleType):
     """The ``mujoco`` module with some attributes replaced, for one robosuite module's global name."""
 
@@ -41,7 +45,8 @@ def _int_enum(enum_type) -> types.SimpleNamespace:
 
 def patch():
     """Imports robosuite with the mujoco >= 3.10 fixes applied (idempotent); returns the robosuite module.
-    Raises ImportError naming the install command when robosuite is missing."""
+    Raises :class:`RobosuiteMissing` (a ValueError, so entry points print it as one line) naming the install
+    command when robosuite is not installed."""
     global _PATCHED
     logging.disable(logging.WARNING)           # robosuite's import-time advice (macro file, optional models, mink)
     try:
@@ -50,7 +55,7 @@ def patch():
         import robosuite.controllers.parts.controller as controller
         import robosuite.utils.binding_utils as binding
     except ImportError as err:
-        raise ImportError(f"robosuite is not installed ({err}); install it with: {INSTALL_HINT}") from None
+        raise RobosuiteMissing(f"robosuite is not installed ({err}); install it with: {INSTALL_HINT}") from None
     finally:
         logging.disable(logging.NOTSET)
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)    # its per-environment INFO and config notices

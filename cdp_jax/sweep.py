@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cdp_jax import agents as agent_registry
-from cdp_jax import evaluation, results
+from cdp_jax import distributed, evaluation, results
 from cdp_jax.checkpoint import Checkpoints
 from cdp_jax.config import agent_config, validate
 from cdp_jax.datasets import Normalizer, load_transitions
@@ -83,11 +83,11 @@ class Sweep:
         validate(cfg)
         self.cfg, self.workdir, self.progress = cfg, workdir, progress
         ensure_writable(workdir)
-        self.lock = WorkdirLock(workdir)
+        self.lock = WorkdirLock(workdir) if distributed.is_primary() else None     # one writer: process 0
         try:
             same = holds_config(workdir, cfg.to_dict(), cfg.overwrite)
         except ValueError:
-            self.lock.release()
+            self._release()
             raise
         self.fresh = not (same and cfg.resume)
         self.stop_signal = None
@@ -128,12 +128,16 @@ class Sweep:
             elif os.path.exists(path):
                 os.remove(path)
 
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
     def run(self) -> list[dict]:
         try:
             with _stop_on_signals(self):
                 return self._run()
         finally:
-            self.lock.release()
+            self._release()
 
     def _run(self) -> list[dict]:
         cfg = self.cfg
@@ -145,16 +149,21 @@ class Sweep:
         grid = build_grid(cfg, data.size, info.episode_starts)
         acfg = agent_config(cfg)
         # Everything is checked: only now does the workdir change.
-        if self.fresh:
+        primary = distributed.is_primary()
+        if self.fresh and primary:
             self._clear_outputs()
-        record_config(self.workdir, cfg.to_dict())
-        write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
-                          obs_dim=info.obs_dim, act_dim=info.act_dim, normalizer=norm, dataset_id=cfg.dataset_id)
+        distributed.barrier("workdir ready")
+        if primary:
+            record_config(self.workdir, cfg.to_dict())
+            write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
+                              obs_dim=info.obs_dim, act_dim=info.act_dim, normalizer=norm, dataset_id=cfg.dataset_id)
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 
         layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
             sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
+        if distributed.multi_process():             # the dataset, whole on every device of every process
+            data = distributed.put(data, jax.sharding.NamedSharding(layout.mesh, jax.sharding.PartitionSpec()))
 
         ckpt = Checkpoints(self.workdir)
         state = {"agents": agents, "diverged": diverged}
@@ -178,8 +187,8 @@ class Sweep:
         probe = jax.random.choice(k_states, data.size, (min(cfg.consistency_states, data.size),), replace=False)
         probe_obs, probe_act = data.observations[probe], data.actions[probe]
         bar = tqdm(total=cfg.num_steps, initial=start, desc=f"sweep {grid.size} members", unit="step",
-                   disable=not self.progress, dynamic_ncols=True)
-        boards = MemberBoards(self.workdir, grid.members, cfg.tensorboard)
+                   disable=not (self.progress and primary), dynamic_ncols=True)
+        boards = MemberBoards(self.workdir, grid.members, cfg.tensorboard and primary)
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
         wall_before = max((r["wall_time"] for r in rows), default=0.0)
         self.timing = dict(train_s=0.0, eval_s=0.0, write_s=0.0)
@@ -203,16 +212,17 @@ class Sweep:
                 self.timing["eval_s"] += t2 - t1
                 wall = wall_before + sum(self.timing.values())
                 rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
-                metrics = jax.device_get(metrics)
+                metrics = distributed.to_host(metrics)
                 new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
                                for i, m in enumerate(grid.members)]
                 train_metrics += new_metrics
                 boards.log(done, [{**{f"train/{k}": m[k] for k in metrics},
                                    **{f"eval/{k}": r[k] for k in EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
                 state = {"agents": agents, "diverged": diverged}
-                results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
-                results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
-                                  ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
+                if primary:
+                    results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
+                    results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
+                                      ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
                 ckpt.save(done, state)
                 self.timing["write_s"] += time.perf_counter() - t2
                 bar.update(cfg.eval_every)
@@ -227,23 +237,30 @@ class Sweep:
             boards.close()
         total = sum(self.timing.values())
         self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
-        atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
-        self.finish(rows)
+        if primary:
+            atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
+            self.finish(rows)
         self.agents, self.grid, self.info = state["agents"], grid, info
         return rows
 
     def _evaluate(self, agents, diverged, act, info, norm, grid, step, probe_obs, probe_act):
+        """Rows of all members; across processes each one evaluates its own block of members."""
         cfg = self.cfg
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(grid.seeds)
+        block = distributed.local_block(grid.size)
+        agents = jax.tree.map(lambda x: jnp.asarray(x[block]), distributed.to_host(agents))
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(
+            grid.seeds[block])
         scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
                                      workers=cfg.eval_workers or os.cpu_count(), return_clip=tuple(cfg.eval_return_clip))
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
-        spread = evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples)
-        lam = evaluation.low_noise_lambda_max(agents, probe_obs, probe_act, key)
-        div = np.asarray(diverged)
+        local = np.stack([scores["normalized_score"], scores["return"], scores["success"],
+                          evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples),
+                          evaluation.low_noise_lambda_max(agents, probe_obs, probe_act, key)], axis=1)
+        score, ret, success, spread, lam = distributed.gather_blocks(local, grid.size).T
+        div = distributed.to_host(diverged)
         return [dict(dataset_id=cfg.dataset_id, agent=cfg.agent, seed=m["seed"], data_fraction=m["data_fraction"],
-                     gamma=m["gamma"], step=step, normalized_score=float(scores["normalized_score"][i]),
-                     **{"return": float(scores["return"][i])}, success=float(scores["success"][i]),
+                     gamma=m["gamma"], step=step, normalized_score=float(score[i]),
+                     **{"return": float(ret[i])}, success=float(success[i]),
                      action_std=float(spread[i]), lambda_max=float(lam[i]), diverged=int(div[i]))
                 for i, m in enumerate(grid.members)]
 

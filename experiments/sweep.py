@@ -2,6 +2,9 @@
 
     python -m experiments.sweep --config=experiments/configs/quickstart.py --workdir=runs/quickstart \
         [--config.gammas='(0.0, 0.1, 1.0)' --config.seeds=5 ...]
+
+Several processes (one per host; cdp_jax/distributed.py): add --config.distributed=True, under SLURM
+`srun python -m experiments.sweep ...`, elsewhere --coordinator=HOST:PORT --num_processes=N --process_id=I.
 """
 import os
 import sys
@@ -11,6 +14,9 @@ from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "sweep config file")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "where checkpoints, results.csv, summary.md, plots go")
+_COORDINATOR = flags.DEFINE_string("coordinator", "", "distributed: HOST:PORT of process 0 (empty: SLURM detects it)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "distributed: how many processes (with --coordinator)")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "distributed: this process's index (with --coordinator)")
 
 
 def main(argv):
@@ -20,14 +26,15 @@ def main(argv):
     from cdp_jax.sweep import Sweep
     cfg = _CONFIG.value
     enable_compilation_cache()
+    from cdp_jax import distributed
     if cfg.get("distributed", False):
-        import jax
-        jax.distributed.initialize()
+        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     with one_line_errors():
         Sweep(cfg, _WORKDIR.value).run()
-    with open(os.path.join(_WORKDIR.value, "summary.md")) as f:
-        print(f.read())
-    print(f"results: {_WORKDIR.value}/results.csv   plots: {_WORKDIR.value}/plots/")
+    if distributed.is_primary():
+        with open(os.path.join(_WORKDIR.value, "summary.md")) as f:
+            print(f.read())
+        print(f"results: {_WORKDIR.value}/results.csv   plots: {_WORKDIR.value}/plots/")
 
 
 def parse_flags(argv):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from benchmarks import paper_report as report
 from benchmarks import paper_tables as pt
 
 UMAZE = pt.Dataset("local/pointmaze/umaze-v0", "pointmaze-umaze", 1000)
@@ -30,7 +31,7 @@ def rows_for(ds):
 
 
 def test_cells_are_means_with_t_intervals():
-    mean, ci, n = pt.cell(rows_for(UMAZE), UMAZE.dataset_id, "edp", 1.0, 0.0, "normalized_score")
+    mean, ci, n = report.cell(rows_for(UMAZE), UMAZE.dataset_id, "edp", 1.0, 0.0, "normalized_score")
     v = np.array(EDP[(1.0, 0)])
     assert (mean, n) == (20.0, 3)
     assert ci == pytest.approx(stats.t.ppf(0.975, 2) * v.std(ddof=1) / math.sqrt(3))
@@ -38,10 +39,10 @@ def test_cells_are_means_with_t_intervals():
 
 def test_gains_are_paired_by_seed_and_the_verdict_compares_them():
     rows = rows_for(UMAZE)
-    assert pt.seed_gains(rows, UMAZE.dataset_id, 1.0) == {0.0: 5.0, 1.0: 4.0, 2.0: 8.0}
-    mean, ci, n = pt.paired_gain(rows, UMAZE.dataset_id, 0.05)
+    assert report.seed_gains(rows, UMAZE.dataset_id, 1.0) == {0.0: 5.0, 1.0: 4.0, 2.0: 8.0}
+    mean, ci, n = report.paired_gain(rows, UMAZE.dataset_id, 0.05)
     assert (mean, n) == (15.0, 3)
-    verdict = pt.scarcity_verdict(rows, [UMAZE], BUDGET)
+    verdict = report.scarcity_verdict(rows, [UMAZE], BUDGET)
     diffs = np.array([15 - 5, 21 - 4, 9 - 8], float)                   # per-seed gain at 5% minus gain at 100%
     assert f"difference {diffs.mean():+.1f} ± {stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3):.1f}" in verdict
     assert "holds" in verdict and "does not hold" not in verdict
@@ -49,7 +50,7 @@ def test_gains_are_paired_by_seed_and_the_verdict_compares_them():
 
 def test_tables_put_the_paper_beside_ours_and_name_the_data(tmp_path):
     rows = rows_for(UMAZE) + rows_for(HOPPER)
-    pt.write_outputs(rows, [UMAZE, HOPPER], BUDGET, "offline", str(tmp_path))
+    report.write_outputs(rows, [UMAZE, HOPPER], BUDGET, "offline", str(tmp_path))
     table1 = (tmp_path / "table1.md").read_text()
     hopper_line = next(line for line in table1.splitlines() if line.startswith("| hopper-medium"))
     assert "| 20.0 ± 24.8 (61.1) |" in hopper_line                      # ours (mean ± 95% CI), then the paper's EDP
@@ -57,16 +58,43 @@ def test_tables_put_the_paper_beside_ours_and_name_the_data(tmp_path):
     table2 = (tmp_path / "table2.md").read_text()
     assert "pointmaze/umaze-v0" in table2 and "hopper" not in table2.split("The paper's Table 2")[0]
     assert os.path.getsize(tmp_path / "limited_data.png") > 10_000
-    assert len(pt.results.read_csv(str(tmp_path / "results.csv"))) == len(rows)
+    assert len(report.results.read_csv(str(tmp_path / "results.csv"))) == len(rows)
+
+
+def test_robomimic_rows_go_to_table2_beside_the_paper(tmp_path):
+    lift = pt.robomimic_datasets(("lift",))[0]
+    rows = rows_for(UMAZE)
+    for label, gammas in (("dbc:pearce", (0.0, pt.CDP_GAMMA)), ("bc_gmm", (0.0,))):
+        for g in gammas:
+            for seed in range(3):
+                for frac, metric, value in ((1.0, "success", 0.2 * (seed + 1)), (0.1, "return", 100.0 * (seed + 1))):
+                    rows.append({"dataset_id": lift.dataset_id, "agent": label, "seed": float(seed),
+                                 "data_fraction": frac, "gamma": g, "step": 10.0, "normalized_score": math.nan,
+                                 "success": value if metric == "success" else 0.0,
+                                 "return": value if metric == "return" else 0.0})
+    budget = pt.dataclasses.replace(BUDGET, robomimic_backbones=("pearce", "bc_gmm"))
+    report.write_outputs(rows, [UMAZE, lift], budget, "offline", str(tmp_path))
+    table2 = (tmp_path / "table2.md").read_text()
+    assert "### Lift" in table2 and "generated demos by `robomimic-lift`, not the PH data" in table2
+    assert "| pearce | 0.1 | 0.40 ± 0.50 (–) | 200.0 ± 248.4 (284) |" in table2       # the paper's CDP at 10%
+    assert "| bc_gmm | 0 | 0.40 ± 0.50 (–) | 200.0 ± 248.4 (188) |" in table2         # and its BC
+    assert "robomimic" not in (tmp_path / "table1.md").read_text()
 
 
 def test_presets():
     offline = pt.preset_datasets("offline", {"local/mujoco/hopper/medium-v0"}, 1000)
     assert [d.dataset_id for d in offline] == ["local/pointmaze/umaze-v0", "local/pointmaze/medium-v0",
-                                               "local/mujoco/hopper/medium-v0"]
+                                               "local/mujoco/hopper/medium-v0", "robomimic/lift/scripted/low_dim.hdf5"]
     full = pt.preset_datasets("full", set(), 0)
     assert all(not d.dataset_id.startswith("local/") for d in full)
     jobs = pt.jobs_for(offline, pt.BUDGETS["offline"])
-    assert {j.agent for j in jobs} == {"edp", "bc", "dql", "idql", "dbc"}
+    assert {j.agent for j in jobs} == {"edp", "bc", "dql", "idql", "dbc", "bc_gmm"}
+    robo = [j for j in jobs if j.backbone]
+    assert [(j.backbone, j.gammas) for j in robo] == [("pearce", (0.0, pt.CDP_GAMMA)), ("bc_gmm", (0.0,))]
+    cfg = pt.sweep_config(robo[0], pt.BUDGETS["offline"])
+    assert (cfg.agent, cfg.sequence.obs_steps, cfg.subset_seed, cfg.batch_size) == ("dbc", 2, 42, 512)
+    assert cfg.data_fractions == (1.0, 0.1) and cfg.num_steps == pt.BUDGETS["offline"].il_steps
+    full = pt.jobs_for(pt.preset_datasets("full", set(), 0), pt.BUDGETS["full"])
+    assert {j.backbone for j in full if j.backbone} == {"pearce", "unet", "dit", "bc_gmm"}
     cfg = pt.sweep_config(jobs[0], pt.BUDGETS["offline"])
     assert cfg.gammas == (0.0, pt.CDP_GAMMA) and cfg.seeds == 3 and 0.05 in cfg.data_fractions

@@ -113,6 +113,14 @@ def test_bad_robomimic_input_is_one_clear_line(lift_file, tmp_path):
         robomimic_scripted.generate("square", str(tmp_path / "sq.hdf5"), 1, progress=False)
 
 
+def test_missing_robosuite_names_the_install_command(monkeypatch):
+    from cdp_jax import robosuite_compat
+    monkeypatch.setattr(robosuite_compat, "_PATCHED", False)
+    monkeypatch.setitem(__import__("sys").modules, "robosuite", None)          # as if it were not installed
+    with pytest.raises(ValueError, match=r"robosuite is not installed.*pip install --no-deps robosuite==1.5.2"):
+        robomimic_env.make_env({"env_name": "Lift", "env_kwargs": {}})
+
+
 def test_generate_cli_writes_robomimic_files(tmp_path, capsys):
     from cdp_jax.datasets.__main__ import main
     out = str(tmp_path / "can.hdf5")
@@ -141,7 +149,10 @@ def test_transitions_carry_observation_history_and_action_chunks(lift_file):
     assert first.shape == (38,) and np.array_equal(first[:19], first[19:])
     obs2, reward, terminated, truncated, step_info = env.step(np.zeros(28))
     assert env.unwrapped.steps == 2 and not terminated and step_info["success"] == 0.0     # action_steps executed
-    assert obs2.shape == (38,) and reward == 0.0 and not truncated
+    assert obs2.shape == (38,) and reward == 0.0 and not truncated and not terminated
+    for _ in range(199):                                    # the full horizon (400 steps), whatever happens
+        *_, terminated, truncated, _ = env.step(np.zeros(28))
+    assert truncated and not terminated and env.unwrapped.steps == 400
     env.close()
 
 
