@@ -9,7 +9,8 @@ Parts (each a table, all written to ``--out`` as soon as measured):
   and on the low-noise 10% sub-batch. For ``--agent=edp`` (critic targets from 15-step DPM-Solver++ samples) the
   γ = 0 row is EDP and the low-noise Frobenius row is CDP as the official code runs it.
 * ``il``: the official imitation setting on Lift shapes (Pearce MLP, obs history 2 x 19, act 7, batch 512, L_c on
-  the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes).
+  the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes), on the
+  whole batch (official) and on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option).
 * ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
   1, 4 and 8 probes (issue target: CDP-Unet / DP-Unet <= 1.15).
 * ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
@@ -36,14 +37,17 @@ PARTS = ("rl", "il", "chunks", "grid")
 
 def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: float, steps: int, members: int = 0,
                      contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS,
-                     act_dim: int = ACT, batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0) -> float:
+                     act_dim: int = ACT, batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0,
+                     batch_fraction: float = 1.0) -> float:
     """Update steps/s of one agent, or (``members > 0``) of a vmapped grid of that many (per member: aggregate / N).
     ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it)."""
     cfg = default_agent_config(agent_name)
-    d = cfg.diffusion
-    d.network, d.chunk_horizon, d.contraction.penalty = network, horizon, penalty
-    d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
-    d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
+    if "diffusion" in cfg:
+        d = cfg.diffusion
+        d.network, d.chunk_horizon, d.contraction.penalty = network, horizon, penalty
+        d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
+        d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
+        d.contraction.batch_fraction = batch_fraction
     key = jax.random.PRNGKey(0)
     create = lambda s: agent_class(agent_name).create(cfg, HParams(gamma=gamma), jax.random.PRNGKey(s), obs_dim,
                                                       act_dim)
@@ -81,18 +85,19 @@ def rl_rows(agent: str, steps: int) -> list[dict]:
 def il_rows(steps: int) -> list[dict]:
     lift = dict(network="pearce", obs_dim=38, act_dim=7, batch_size=512)
     base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
-    variants = [(f"frobenius, all t, {name}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=p,
-                                                               **lift))
+    variants = [(f"frobenius, all t, {name}{sub}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
+                                                                    num_probes=p, batch_fraction=f, **lift))
+                for f, sub in ((1.0, ""), (0.1, ", 10% sub-batch"))
                 for name, p in (("exact (7 JVPs)", 0), ("1 probe", 1), ("4 probes", 4))]
     return table("DBC / CDP-IL, official recipe on Lift shapes (Pearce MLP, batch 512)", base, variants)
 
 
-def chunk_rows(steps: int) -> list[dict]:
-    lift = dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=256, horizon=16)
+def chunk_rows(steps: int, batch_size: int = 256) -> list[dict]:
+    lift = dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=batch_size, horizon=16)
     base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
     variants = [(f"CDP-Unet, {p} probe{'s' * (p > 1)}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
                                                                          num_probes=p, **lift)) for p in (1, 4, 8)]
-    return table("DP-Unet / CDP-Unet on Lift chunks (16 x 7, batch 256)", base, variants)
+    return table(f"DP-Unet / CDP-Unet on Lift chunks (16 x 7, batch {batch_size})", base, variants)
 
 
 def grid_row(agent: str, steps: int, n: int) -> dict:
@@ -108,6 +113,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("steps", 200, "update steps per timed call (chunks: a tenth)", flag_values=fv)
     flags.DEFINE_enum("agent", "dbc", ["dbc", "edp"], "backbone of the rl and grid parts", flag_values=fv)
     flags.DEFINE_integer("grid_members", 8, "size of the gamma = 0 grid comparison", flag_values=fv)
+    flags.DEFINE_integer("chunk_batch", 256, "batch of the chunks part (DP: 256; a CPU run may use less)",
+                         flag_values=fv)
     flags.DEFINE_string("out", "", "a JSON file rewritten after each table (default: none)", flag_values=fv)
 
 
@@ -119,7 +126,7 @@ def main(_, args: flags.FlagValues) -> int:
     figures = dict(device=jax.devices()[0].device_kind, steps_per_timed_call=args.steps)
     print(f"device {figures['device']}, {args.steps} steps per timed call")
     measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
-               "chunks": lambda: chunk_rows(max(2, args.steps // 10)),
+               "chunks": lambda: chunk_rows(max(2, args.steps // 10), args.chunk_batch),
                "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
     for part in args.parts:
         figures[part] = measure[part]()

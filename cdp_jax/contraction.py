@@ -51,7 +51,7 @@ def _check_point(fn: Fn, x: jax.Array) -> Fn:
 def batch_symmetric_matvec(fn: Fn, x: jax.Array) -> Callable[[jax.Array], jax.Array]:
     """Returns ``V [B, d] -> [B, d]`` with row b equal to ``J_sym(x_b) v_b`` (one JVP and one VJP per call)."""
     _, jvp_fn = jax.linearize(fn, x)
-    vjp_fn = jax.linear_transpose(jvp_fn, x)
+    _, vjp_fn = jax.vjp(fn, x)
     return lambda v: 0.5 * (jvp_fn(v) + vjp_fn(v)[0])
 
 
@@ -60,6 +60,7 @@ def batch_symmetric_jacobian(fn: Fn, x: jax.Array) -> jax.Array:
     _, d = _check_batch(fn, x)
     _, jvp_fn = jax.linearize(fn, x)
     eye = jnp.eye(d, dtype=x.dtype)
+    # d separate JVPs: each a plain [B, width] matmul chain (vmapping them measured 2.5x slower on CPU)
     jac = jnp.stack([jvp_fn(jnp.broadcast_to(eye[k], x.shape)) for k in range(d)], axis=-1)  # [B, out, in]
     return 0.5 * (jac + jnp.swapaxes(jac, -1, -2))
 
@@ -80,8 +81,8 @@ def batch_frobenius_estimate(fn: Fn, x: jax.Array, key: jax.Array, beta: float =
     _, d = _check_batch(fn, x)
     matvec = batch_symmetric_matvec(fn, x)
     probes = jax.random.rademacher(key, (num_probes,) + x.shape, dtype=x.dtype)
-    sq = jax.vmap(lambda v: jnp.sum((matvec(v) + beta * v) ** 2, axis=-1))(probes)
-    return jnp.mean(sq, axis=0) / d**2
+    sq = [jnp.sum((matvec(probes[k]) + beta * probes[k]) ** 2, axis=-1) for k in range(num_probes)]   # not vmap:
+    return jnp.mean(jnp.stack(sq), axis=0) / d**2                                 # plain matmuls are faster on CPU
 
 
 def _normalise(v: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ diffusion_steps, sampler, sampling_steps, temperature, clip`` and the sub-config
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
 import jax
@@ -31,7 +32,7 @@ def default_config() -> ml_collections.ConfigDict:
         network="dql", hidden=0, time_embedding="float", chunk_horizon=1, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
-                         threshold="zero", low_noise_fraction=0.1, num_probes=0),
+                         threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0),
     ))
 
 
@@ -58,6 +59,8 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"unknown eigen_method {c.eigen_method!r}; choose one of {contraction.EIGEN_METHODS}")
     if not 0.0 < c.low_noise_fraction <= 1.0:
         raise ValueError(f"contraction.low_noise_fraction must be in (0, 1], got {c.low_noise_fraction}")
+    if not 0.0 < c.batch_fraction <= 1.0:
+        raise ValueError(f"contraction.batch_fraction must be in (0, 1], got {c.batch_fraction}")
     if c.num_probes < 0:
         raise ValueError(f"contraction.num_probes must be >= 0 (0: the exact Jacobian), got {c.num_probes}")
     if c.beta < 0 or c.num_iters < 1:
@@ -116,7 +119,9 @@ class Denoiser:
 
         With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
         fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the
-        denoising loss's ``(x_t, t)`` when given (the official IL recipe).
+        denoising loss's ``(x_t, t)`` when given (the official IL recipe), all of them, or with
+        ``batch_fraction < 1`` the first ``ceil(batch_fraction * B)`` (a uniform sub-batch, since batches are
+        drawn at random; an option to cut the cost, not the official setting).
         """
         c = self.cfg.contraction
         k_sub, k_noise, k_pen = jax.random.split(key, 3)
@@ -125,6 +130,9 @@ class Denoiser:
             x0, obs = x0[idx], obs[idx]
             eps = jax.random.normal(k_noise, x0.shape)
             x_t = self.q_sample(x0, t, eps)
+        elif c.batch_fraction < 1.0:                    # IL option: the first rows of the (random) batch only
+            rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
+            x_t, t, obs = x_t[:rows], t[:rows], obs[:rows]
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
         fn = lambda x: self.predict_x0(params, x, t, obs)
         return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,

@@ -115,3 +115,21 @@ def test_mismatched_shapes_are_refused():
         agent.update(bad, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="actions have width 3"):
         agent.update({"observations": jnp.zeros((B, OBS)), "actions": jnp.zeros((B, ACT + 1))}, jax.random.PRNGKey(0))
+
+
+def test_il_contraction_sub_batch_is_the_first_rows_of_the_denoising_samples():
+    from cdp_jax import diffusion
+    cfg = diffusion.default_config()
+    cfg.hidden, cfg.contraction.low_noise_fraction = 16, 1.0
+    den = diffusion.Denoiser.from_config(cfg, 2)
+    params = den.init(jax.random.PRNGKey(0), 3)
+    x0, obs = jnp.ones((8, 2)) * 0.3, jnp.arange(24.0).reshape(8, 3) / 24
+    x_t, t, _ = den.noise(jax.random.PRNGKey(1), x0)
+    key = jax.random.PRNGKey(2)
+    full = den.contraction_loss(params, key, x0, obs, x_t, t)
+    cfg.contraction.batch_fraction = 0.25
+    part = diffusion.Denoiser.from_config(cfg, 2).contraction_loss(params, key, x0, obs, x_t, t)
+    cfg.contraction.batch_fraction = 1.0
+    expected = diffusion.Denoiser.from_config(cfg, 2).contraction_loss(params, key, x0[:2], obs[:2], x_t[:2], t[:2])
+    np.testing.assert_allclose(part, expected, rtol=1e-6)
+    assert abs(float(part) - float(full)) > 1e-7

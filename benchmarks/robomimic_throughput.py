@@ -1,0 +1,105 @@
+"""Robomimic speed figures on this machine, as one JSON file rewritten after every figure.
+
+    python -m benchmarks.robomimic_throughput [--out=benchmarks/results/robomimic_cpu.json] [--demos=50]
+        [--steps=20] [--members=8] [--parts=generate,train,eval]
+
+* ``generate``: seconds per successful scripted Lift demo and the controller's success rate.
+* ``train``: update steps/s of each Table 2 backbone at its batch size on Lift shapes (obs history 2 x 19):
+  Pearce MLP (batch 512, one action), DP-Unet and DP-DiT (batch 256, chunk 16 x 7), BC-GMM (batch 512), γ = 0.
+* ``eval``: environment steps/s of ``--members`` DBC members evaluated in lockstep (one Lift episode each, the
+  Pearce policy's 50-step sampler per step), against raw robosuite stepping.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from benchmarks.contraction_cost import steps_per_second
+from cdp_jax.io import atomic_write_text
+
+PARTS = ("generate", "train", "eval")
+
+
+def generate_figures(demos: int) -> dict:
+    from cdp_jax.datasets.generators import robomimic_scripted
+    with tempfile.TemporaryDirectory() as tmp:
+        report = robomimic_scripted.generate("lift", os.path.join(tmp, "lift.hdf5"), demos, seed=1, progress=False)
+    return dict(lift_demos=demos, lift_seconds_per_demo=report["seconds"] / demos,
+                lift_controller_success=report["success_rate"])
+
+
+def train_figures(steps: int, unet: bool) -> dict:
+    lift = dict(obs_dim=38)
+    out = {"pearce_batch512": steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, network="pearce", act_dim=7,
+                                               batch_size=512, **lift)}
+    for net in ("dit",) + (("unet",) if unet else ()):      # XLA:CPU convolutions: a UNet step takes seconds
+        out[f"{net}_batch256_chunk16"] = steps_per_second("dbc", "frobenius", 1.0, 0.0, max(2, steps // 10),
+                                                          network=net, act_dim=112, batch_size=256, horizon=16,
+                                                          **lift)
+    out["bc_gmm_batch512"] = steps_per_second("bc_gmm", "frobenius", 1.0, 0.0, steps, act_dim=7, batch_size=512,
+                                              **lift)
+    return {"updates_per_s": out}
+
+
+def eval_figures(members: int) -> dict:
+    from cdp_jax import evaluation, robomimic_env
+    from cdp_jax.agents import dbc
+    from cdp_jax.agents.base import HParams
+    from cdp_jax.datasets import Normalizer
+    from cdp_jax.datasets.loading import DatasetInfo
+    args = robomimic_env.default_env_args("lift")
+    spec = robomimic_env.gym_spec(args, robomimic_env.TASKS["lift"].obs_keys, obs_steps=2)
+    box = np.ones(7, np.float32)
+    info = DatasetInfo("lift", 38, 7, (("observation", 38),), -box, box, 0, 0, np.zeros(1), np.zeros(38),
+                       np.ones(38), None, None, True, "none", spec)
+    agents = jax.vmap(lambda s: dbc.DBCAgent.create(dbc.default_config(), HParams(), jax.random.PRNGKey(s), 38, 7))(
+        jnp.arange(members))
+    act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
+    keys = jax.random.split(jax.random.PRNGKey(0), members)
+    norm = Normalizer.from_info(info, "none")
+    evaluation.evaluate(agents, act, info, norm, keys, 1)                  # compile
+    start = time.perf_counter()
+    evaluation.evaluate(agents, act, info, norm, keys, 1)
+    grid = members * robomimic_env.TASKS["lift"].horizon / (time.perf_counter() - start)
+    env = robomimic_env.make_env(args)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(200):
+        env.step(np.zeros(7))
+    return dict(eval_members=members, eval_env_steps_per_s=grid, raw_robosuite_steps_per_s=200 / (time.perf_counter()
+                                                                                                    - start))
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out", "benchmarks/results/robomimic_cpu.json", "the JSON file to (re)write", flag_values=fv)
+    flags.DEFINE_integer("demos", 50, "scripted Lift demos to time", flag_values=fv)
+    flags.DEFINE_integer("steps", 20, "update steps per timed call (chunk backbones: a tenth)", flag_values=fv)
+    flags.DEFINE_integer("members", 8, "members evaluated in lockstep", flag_values=fv)
+    flags.DEFINE_list("parts", list(PARTS), f"which figures, of {PARTS}", flag_values=fv)
+    flags.DEFINE_bool("unet", True, "time the UNet too (on 2 CPU cores a batch-256 step takes about a minute)",
+                      flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
+    figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
+    measure = {"generate": lambda: generate_figures(args.demos), "train": lambda: train_figures(args.steps, args.unet),
+               "eval": lambda: eval_figures(args.members)}
+    for part in args.parts:
+        figures.update(measure[part]())
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        atomic_write_text(args.out, json.dumps(figures, indent=1))
+        print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.robomimic_throughput", *sys.argv[1:]], __doc__, define_flags, main))
