@@ -136,3 +136,45 @@ def test_evaluation_clips_returns_before_the_normalised_score(minari_root):
     clipped = evaluation.evaluate(jnp.zeros(1), act, info, norm, keys, 2, return_clip=(low, high))
     np.testing.assert_allclose(clipped["return"], raw["return"])                    # the raw return is kept
     np.testing.assert_allclose(clipped["normalized_score"], info.normalized_score(np.array([high])), rtol=1e-6)
+
+
+def test_baselines_and_the_il_recipe_are_the_official_ones():
+    from cdp_jax.agents import dql, idql
+    d = dql.default_config()
+    assert (d.diffusion.diffusion_steps, d.diffusion.sampler, d.diffusion.sampling_steps, d.num_candidates,
+            d.candidate_temperature) == (10, "ddim", 5, 100, 0.5)
+    i = idql.default_config()
+    assert (i.diffusion.network, i.weight_decay, i.ema_every) == ("idql", 0.01, 5)
+    from experiments.configs.pointmaze import get_config
+    from cdp_jax.config import agent_config
+    cfg = get_config()
+    a = agent_config(cfg)
+    assert (cfg.batch_size, cfg.obs_normalization, a.lr, a.cosine_lr, a.diffusion.network, a.diffusion.sampling_steps,
+            a.diffusion.contraction.low_noise_fraction, a.ema_every, a.ema_rate) == (
+        512, "minmax", 1e-3, False, "pearce", 50, 1.0, 1, 0.995)
+
+
+def test_idql_dropout_is_active_only_in_the_denoising_loss():
+    cfg = diffusion.default_config()
+    cfg.network, cfg.hidden = "idql", 32
+    den = diffusion.Denoiser.from_config(cfg, ACT)
+    params = den.init(jax.random.PRNGKey(0), OBS)
+    x0, obs = jnp.ones((8, ACT)) * 0.2, jnp.ones((8, OBS))
+    x_t, t, eps = den.noise(jax.random.PRNGKey(1), x0)
+    losses = [float(den.denoising_loss(params, x_t, t, eps, x0, obs, dropout_key=jax.random.PRNGKey(k)))
+              for k in (2, 3)]
+    assert losses[0] != losses[1]                                    # dropout masks differ
+    np.testing.assert_array_equal(den.predict_x0(params, x_t, t, obs), den.predict_x0(params, x_t, t, obs))
+
+
+def test_minmax_normalisation_maps_the_dataset_range_to_the_unit_box():
+    import types
+    from cdp_jax.datasets import Normalizer
+    info = types.SimpleNamespace(action_low=-np.ones(1), action_high=np.ones(1), act_dim=1, obs_dim=3,
+                                 obs_min=np.array([0.0, -2.0, 5.0]), obs_max=np.array([4.0, 2.0, 5.0]),
+                                 obs_mean=np.zeros(3), obs_std=np.ones(3))
+    norm = Normalizer.from_info(info, "minmax")
+    np.testing.assert_allclose(norm.obs(np.array([[0.0, -2.0, 5.0], [4.0, 2.0, 5.0]])),
+                               [[-1, -1, -1], [1, 1, -1]])                # constant dims map to -1, as CleanDiffuser
+    with pytest.raises(ValueError, match="unknown obs_normalization"):
+        Normalizer.from_info(info, "zscore")
