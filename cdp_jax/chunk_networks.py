@@ -53,6 +53,8 @@ class _FiLMResBlock(nn.Module):
 
 
 class ChiUNet1d(nn.Module):
+    """``(x_t [..., H * a], t [...], obs [..., obs_dim]) -> [..., H * a]``; ``H`` a multiple of 4 (two halvings)."""
+
     act_dim: int                  # flattened chunk width, horizon * per-step action dim
     horizon: int
     model_dim: int = 256
@@ -104,13 +106,15 @@ class _DiTBlock(nn.Module):
 
 
 class DiT1d(nn.Module):
+    """``(x_t [..., H * a], t [...], obs [..., obs_dim]) -> [..., H * a]``: one token per chunk step."""
+
     act_dim: int                  # flattened chunk width
     horizon: int
     d_model: int = 384
     heads: int = 12
     depth: int = 6
-    emb_dim: int = 256
     time_embedding: str = "float"
+    emb_dim: int = 256
 
     @nn.compact
     def __call__(self, x, t, obs):
