@@ -68,6 +68,7 @@ class Checkpoints:
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # noqa: BLE001 - any orbax failure has the same fix
+            _drop_abandoned_reads()
             raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be restored ({_short(err)}); "
                                   f"delete the folder or rerun with --config.resume=False") from None
 

@@ -72,17 +72,9 @@ def configs(tmp_path_factory, minari_root):
     return root, outputs(str(single))
 
 
-def test_two_processes_give_the_single_process_results(configs):
-    root, reference = configs
-    workdir = root / "two"
-    outs = finish(launch(root / "two.py", workdir, free_port()))
-    assert_same(outputs(str(workdir)), reference)
-    assert "results:" in outs[0][0] and "results:" not in outs[1][0]       # only process 0 reports
-    steps = sorted(os.listdir(workdir / "checkpoints"))
-    assert steps[-1] == "40" and not any("tmp" in s for s in steps)
-
-
-def test_resume_after_killing_both_processes(configs):
+def test_two_processes_killed_then_resumed_give_the_single_process_results(configs):
+    """Both processes are killed after the first checkpoint; the same command resumes and finishes with the
+    single-process results (so the two-process run and its resume are checked at once)."""
     root, reference = configs
     workdir = root / "killed"
     procs = launch(root / "two.py", workdir, free_port())
@@ -93,5 +85,8 @@ def test_resume_after_killing_both_processes(configs):
     for p in procs:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
-    finish(launch(root / "two.py", workdir, free_port()))
+    outs = finish(launch(root / "two.py", workdir, free_port()))
     assert_same(outputs(str(workdir)), reference)
+    assert "results:" in outs[0][0] and "results:" not in outs[1][0]       # only process 0 reports
+    steps = sorted(os.listdir(workdir / "checkpoints"))
+    assert steps[-1] == "40" and not any("tmp" in s for s in steps)

@@ -163,7 +163,7 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     cfg = base_config()
     cfg.dataset_id, cfg.generate, cfg.agent = path, "", "dbc"
     cfg.agent_config.diffusion = dict(network="dql", hidden=32, diffusion_steps=10, sampling_steps=3)
-    cfg.sequence = dict(obs_steps=2, horizon=4, action_steps=2)
+    cfg.sequence = dict(obs_steps=2, horizon=4, action_steps=4)
     cfg.subset_seed, cfg.obs_normalization = 42, "minmax"
     cfg.seeds, cfg.data_fractions, cfg.gammas = 1, (1.0, 0.5), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.batch_size = 10, 10, 1, 16
