@@ -13,6 +13,7 @@ import ml_collections
 from cdp_jax import agents as agent_registry
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets.normalization import OBS_NORMALIZATIONS
+from cdp_jax.datasets.robomimic_hdf5 import check_window, is_robomimic
 from cdp_jax.datasets.subsets import SUBSET_KINDS
 
 # The γ values the official code sweeps per task (its best per task is what the paper reports); with 0 as the
@@ -81,10 +82,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if cfg.obs_normalization not in OBS_NORMALIZATIONS:
         raise ValueError(f"unknown obs_normalization {cfg.obs_normalization!r}; choose one of {OBS_NORMALIZATIONS}")
     seq = cfg.sequence
-    if min(seq.obs_steps, seq.horizon, seq.action_steps) < 1 or seq.horizon < seq.action_steps:
-        raise ValueError(f"sequence needs obs_steps, horizon, action_steps >= 1 and horizon >= action_steps, got "
-                         f"{seq.obs_steps}, {seq.horizon}, {seq.action_steps}")
-    if (seq.obs_steps, seq.horizon, seq.action_steps) != (1, 1, 1) and not cfg.dataset_id.endswith(".hdf5"):
+    check_window(seq.horizon, seq.obs_steps, seq.action_steps)
+    if (seq.obs_steps, seq.horizon, seq.action_steps) != (1, 1, 1) and not is_robomimic(cfg.dataset_id):
         raise ValueError("sequence settings (observation history, action chunks) apply to robomimic files "
                          "(dataset ids ending in .hdf5) only; leave them at 1 for Minari datasets")
     if cfg.subset_kind not in SUBSET_KINDS:

@@ -247,7 +247,8 @@ class Sweep:
         """Rows of all members; across processes each one evaluates its own block of members."""
         cfg = self.cfg
         block = distributed.local_block(grid.size)
-        agents = jax.tree.map(lambda x: jnp.asarray(x[block]), distributed.to_host(agents))
+        if distributed.multi_process():        # this process's members, as local arrays (one process: all, as is)
+            agents = jax.tree.map(lambda x: jnp.asarray(x[block]), distributed.to_host(agents))
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(
             grid.seeds[block])
         scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,

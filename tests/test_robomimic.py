@@ -178,7 +178,10 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     member = next(i for i, m in enumerate(sweep.grid.members) if m["data_fraction"] == 0.5)
     np.testing.assert_array_equal(np.asarray(sweep.grid.subsets.idx[member])[:len(idx)], idx)
     bad = base_config()
-    bad.sequence = dict(obs_steps=2, horizon=1, action_steps=1)
+    bad.sequence = dict(obs_steps=2, horizon=2, action_steps=1)
+    from cdp_jax.config import validate
     with pytest.raises(ValueError, match="robomimic files"):
-        from cdp_jax.config import validate
+        validate(bad)
+    bad.dataset_id, bad.sequence = path, dict(obs_steps=1, horizon=2, action_steps=4)
+    with pytest.raises(ValueError, match="shorter than action_steps"):          # the same check as the windows'
         validate(bad)

@@ -130,15 +130,21 @@ def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
     return path
 
 
-def window_indices(episode_starts, episode_lengths, horizon: int, obs_steps: int, action_steps: int) -> np.ndarray:
-    """Frame indices ``[W, horizon]`` of every window (Diffusion Policy's padding: ``obs_steps - 1`` frames before
-    each episode, ``action_steps - 1`` after, edge frames repeated). ``obs = frames[idx[:, :obs_steps]]``,
-    ``actions = frames[idx]``."""
+def check_window(horizon: int, obs_steps: int, action_steps: int) -> None:
+    """Refuses, in one line, a window shape that cannot be cut: every size >= 1, the horizon at least as long as
+    the observed and the executed steps."""
     if min(horizon, obs_steps, action_steps) < 1:
         raise ValueError(f"horizon, obs_steps and action_steps must be >= 1, got {horizon}, {obs_steps}, {action_steps}")
     if horizon < action_steps or horizon < obs_steps:
         raise ValueError(f"the chunk horizon {horizon} is shorter than action_steps={action_steps} or obs_steps="
                          f"{obs_steps}; use horizon >= both (Diffusion Policy: horizon 16, obs 2, action 8)")
+
+
+def window_indices(episode_starts, episode_lengths, horizon: int, obs_steps: int, action_steps: int) -> np.ndarray:
+    """Frame indices ``[W, horizon]`` of every window (Diffusion Policy's padding: ``obs_steps - 1`` frames before
+    each episode, ``action_steps - 1`` after, edge frames repeated). ``obs = frames[idx[:, :obs_steps]]``,
+    ``actions = frames[idx]``."""
+    check_window(horizon, obs_steps, action_steps)
     out = []
     offsets = np.arange(horizon)
     for start, length in zip(np.asarray(episode_starts), np.asarray(episode_lengths)):
@@ -184,7 +190,7 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
 
     from cdp_jax import robomimic_env
     from cdp_jax.datasets.loading import DatasetInfo, Transitions
-    window_indices([0], [max(horizon, obs_steps)], horizon, obs_steps, action_steps)     # validates the shape
+    check_window(horizon, obs_steps, action_steps)
     demos = read_demos(path, obs_keys)
     starts, lengths = demos.episode_starts, demos.episode_lengths
     n, obs_dim = demos.observations.shape
