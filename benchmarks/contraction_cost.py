@@ -1,7 +1,8 @@
 """What the contraction term costs: update steps/s with each regularizer as a ratio to the same agent at γ = 0.
 
     python -m benchmarks.contraction_cost [--parts=rl,il,chunks,grid] [--agent=dbc|edp] [--steps=200]
-        [--grid_members=8] [--out=benchmarks/results/contraction_cost_cpu.json]
+        [--grid_members=8] [--chunk_batch=256] [--probes=1,4,8]
+        [--chunk_networks=unet,dit] [--out=benchmarks/results/contraction_cost_cpu.json]
 
 Parts (each a table, all written to ``--out`` as soon as measured):
 
@@ -12,7 +13,7 @@ Parts (each a table, all written to ``--out`` as soon as measured):
   the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes), on the
   whole batch (official) and on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option).
 * ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
-  1, 4 and 8 probes (issue target: CDP-Unet / DP-Unet <= 1.15).
+  1, 4 and 8 probes (issue target: CDP-Unet / DP-Unet <= 1.15); ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT.
 * ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
   the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
 """
@@ -92,12 +93,13 @@ def il_rows(steps: int) -> list[dict]:
     return table("DBC / CDP-IL, official recipe on Lift shapes (Pearce MLP, batch 512)", base, variants)
 
 
-def chunk_rows(steps: int, batch_size: int = 256) -> list[dict]:
-    lift = dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=batch_size, horizon=16)
+def chunk_rows(steps: int, batch_size: int = 256, probes: tuple = (1, 4, 8), network: str = "unet") -> list[dict]:
+    lift = dict(network=network, obs_dim=38, act_dim=16 * 7, batch_size=batch_size, horizon=16)
     base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
-    variants = [(f"CDP-Unet, {p} probe{'s' * (p > 1)}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
-                                                                         num_probes=p, **lift)) for p in (1, 4, 8)]
-    return table(f"DP-Unet / CDP-Unet on Lift chunks (16 x 7, batch {batch_size})", base, variants)
+    name = {"unet": "Unet", "dit": "DiT"}[network]
+    variants = [(f"CDP-{name}, {p} probe{'s' * (p > 1)}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
+                                                                           num_probes=p, **lift)) for p in probes]
+    return table(f"DP-{name} / CDP-{name} on Lift chunks (16 x 7, batch {batch_size})", base, variants)
 
 
 def grid_row(agent: str, steps: int, n: int) -> dict:
@@ -115,6 +117,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("grid_members", 8, "size of the gamma = 0 grid comparison", flag_values=fv)
     flags.DEFINE_integer("chunk_batch", 256, "batch of the chunks part (DP: 256; a CPU run may use less)",
                          flag_values=fv)
+    flags.DEFINE_list("probes", ["1", "4", "8"], "probe counts of the chunks part", flag_values=fv)
+    flags.DEFINE_list("chunk_networks", ["unet"], "chunk backbones of the chunks part, of unet, dit", flag_values=fv)
     flags.DEFINE_string("out", "", "a JSON file rewritten after each table (default: none)", flag_values=fv)
 
 
@@ -126,7 +130,9 @@ def main(_, args: flags.FlagValues) -> int:
     figures = dict(device=jax.devices()[0].device_kind, steps_per_timed_call=args.steps)
     print(f"device {figures['device']}, {args.steps} steps per timed call")
     measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
-               "chunks": lambda: chunk_rows(max(2, args.steps // 10), args.chunk_batch),
+               "chunks": lambda: {net: chunk_rows(max(2, args.steps // 10), args.chunk_batch,
+                                                  tuple(int(p) for p in args.probes), net)
+                                  for net in args.chunk_networks},
                "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
     for part in args.parts:
         figures[part] = measure[part]()

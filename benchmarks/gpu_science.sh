@@ -16,7 +16,7 @@ if [ ! -e "$MINARI_DATASETS_PATH/local/pointmaze/medium-v0" ]; then
   JAX_PLATFORMS=cpu $PY -m cdp_jax.datasets generate pointmaze-medium --steps 300000 || exit 1
 fi
 [ "${1:-}" = "--generate-only" ] && exit 0
-timeout "${SCIENCE_S:-420}" $PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables"
+timeout -k 25 "${SCIENCE_S:-420}" $PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables"
 echo "paper_tables exit $?"
 $PY -m benchmarks.paper_tables --preset gpu --agents edp --workdir "$WORK/tables" --report_only
 cp "$WORK"/tables/{table1.md,limited_data.png,results.csv} "$OUT"/ 2>/dev/null
