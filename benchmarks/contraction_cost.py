@@ -39,9 +39,10 @@ PARTS = ("rl", "il", "chunks", "grid")
 def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: float, steps: int, members: int = 0,
                      contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS,
                      act_dim: int = ACT, batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0,
-                     batch_fraction: float = 1.0) -> float:
+                     batch_fraction: float = 1.0, image: dict | None = None) -> float:
     """Update steps/s of one agent, or (``members > 0``) of a vmapped grid of that many (per member: aggregate / N).
-    ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it)."""
+    ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it); ``image``: the
+    ``diffusion.image`` fields of an image-conditioned denoiser (``obs_dim`` is then its flat layout's size)."""
     cfg = default_agent_config(agent_name)
     if "diffusion" in cfg:
         d = cfg.diffusion
@@ -49,6 +50,8 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
         d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
         d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
         d.contraction.batch_fraction = batch_fraction
+        if image:
+            d.image.update(image)
     key = jax.random.PRNGKey(0)
     create = lambda s: agent_class(agent_name).create(cfg, HParams(gamma=gamma), jax.random.PRNGKey(s), obs_dim,
                                                       act_dim)

@@ -5,6 +5,7 @@ import gc
 import logging
 import os
 import sys
+import warnings
 
 import jax
 import orbax.checkpoint as ocp
@@ -25,7 +26,9 @@ def _drop_abandoned_reads() -> None:
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: None
     try:
-        gc.collect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)        # "coroutine ... was never awaited"
+            gc.collect()
     finally:
         sys.unraisablehook = hook
 
@@ -68,9 +71,11 @@ class Checkpoints:
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:  # noqa: BLE001 - any orbax failure has the same fix
-            _drop_abandoned_reads()
-            raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be restored ({_short(err)}); "
-                                  f"delete the folder or rerun with --config.resume=False") from None
+            reason = _short(err)
+        # Outside the except clause: the failed restore's traceback no longer holds its abandoned reads.
+        _drop_abandoned_reads()
+        raise CheckpointError(f"checkpoint {step} in {self.directory} cannot be restored ({reason}); "
+                              f"delete the folder or rerun with --config.resume=False")
 
     def restore_latest(self, like, max_step: int | None = None):
         """``(step, state, refused)``: the newest step (at most ``max_step``) that restores, newest first;
@@ -83,7 +88,6 @@ class Checkpoints:
                 return step, self.restore(step, like), refused
             except CheckpointError:
                 refused.append(step)
-                _drop_abandoned_reads()
         return None, None, refused
 
     def close(self) -> None:

@@ -27,10 +27,10 @@ def base_config() -> ml_collections.ConfigDict:
     """Fields every sweep config has; config files override them. ``seeds`` is a count or a tuple of seeds
     (``--config.seeds=5`` or ``--config.seeds='(0, 3, 7)'``)."""
     return ml_collections.ConfigDict(dict(
-        dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
+        dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, generate_image_size=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_return_clip=(), eval_seed=100_000, eval_workers=1, batch_size=256, obs_normalization="gaussian",
-        sequence=dict(obs_steps=1, horizon=1, action_steps=1), subset_seed=-1,
+        eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, batch_size=256, obs_normalization="gaussian",
+        sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), subset_seed=-1,
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
 
@@ -86,6 +86,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if (seq.obs_steps, seq.horizon, seq.action_steps) != (1, 1, 1) and not is_robomimic(cfg.dataset_id):
         raise ValueError("sequence settings (observation history, action chunks) apply to robomimic files "
                          "(dataset ids ending in .hdf5) only; leave them at 1 for Minari datasets")
+    if cfg.eval_max_steps < 0 or (cfg.eval_max_steps and not is_robomimic(cfg.dataset_id)):
+        raise ValueError(f"eval_max_steps={cfg.eval_max_steps}: a shorter robomimic evaluation episode (> 0; 0 "
+                         f"keeps the task's horizon) applies to robomimic files only")
+    if tuple(cfg.obs_keys) and not is_robomimic(cfg.dataset_id):
+        raise ValueError("obs_keys (robomimic observation keys) apply to robomimic files only; leave it () for "
+                         "Minari datasets")
     if cfg.subset_kind not in SUBSET_KINDS:
         raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
     if cfg.generate and cfg.generate not in GENERATORS:
@@ -93,8 +99,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     agent_config(cfg)                                   # validates the agent's own fields
 
 
-def agent_config(cfg) -> ml_collections.ConfigDict:
-    """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``."""
+def agent_config(cfg, image_layout: dict | None = None) -> ml_collections.ConfigDict:
+    """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``; a dataset of
+    image observations (``image_layout``, from its ``DatasetInfo``) fills ``diffusion.image``."""
     out = agent_registry.default_agent_config(cfg.agent)
     try:
         out.update_from_flattened_dict(flatten(cfg.agent_config.to_dict()))
@@ -103,6 +110,11 @@ def agent_config(cfg) -> ml_collections.ConfigDict:
     out.total_steps = int(cfg.num_steps)
     if "diffusion" in out:
         out.diffusion.chunk_horizon = int(cfg.sequence.horizon)      # chunk networks reshape [H * act_dim]
+    if image_layout is not None:
+        if "diffusion" not in out:
+            raise ValueError(f"agent {cfg.agent!r} cannot take image observations (dataset {cfg.dataset_id!r} has "
+                             f"cameras {list(image_layout['cameras'])}); use a diffusion agent such as 'dbc'")
+        out.diffusion.image.update(dict(image_layout, cameras=tuple(image_layout["cameras"])))
     from cdp_jax.diffusion import validate_config
     if "diffusion" in out:
         validate_config(out.diffusion)

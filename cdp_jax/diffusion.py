@@ -5,8 +5,13 @@ A :class:`Denoiser` is cheap, static and built from an ``ml_collections`` config
 that need it; parameters are always passed explicitly, so everything vmaps over a grid of agents.
 
 Config fields read here (see :func:`default_config`): ``network, hidden, prediction, schedule,
-diffusion_steps, sampler, sampling_steps, temperature, clip`` and the sub-config ``contraction`` with
-``penalty, beta, num_iters, eigen_method, threshold, low_noise_fraction``.
+diffusion_steps, sampler, sampling_steps, temperature, clip``, the sub-config ``contraction`` with
+``penalty, beta, num_iters, eigen_method, threshold, low_noise_fraction`` and the sub-config ``image`` (cameras
+empty: a low-dim observation; otherwise :mod:`cdp_jax.image_encoder`'s layout and encoder).
+
+The network sees a conditioning vector ``cond``: the observation itself for low-dim networks, the image encoder's
+output otherwise (:meth:`Denoiser.encode`). Methods that take ``cond`` say so; :meth:`Denoiser.sample` takes the
+raw observation and encodes it once.
 """
 from __future__ import annotations
 
@@ -33,7 +38,18 @@ def default_config() -> ml_collections.ConfigDict:
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
                          threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0),
+        image=dict(cameras=(), height=84, width=84, crop=76, low_dim=0, obs_steps=1, emb_dim=256),
     ))
+
+
+def image_layout(cfg: ml_collections.ConfigDict):
+    """The :class:`cdp_jax.image_encoder.ImageLayout` of a diffusion config, or None for low-dim observations."""
+    im = cfg.get("image")
+    if im is None or not im.cameras:
+        return None
+    from cdp_jax.image_encoder import ImageLayout
+    return ImageLayout(int(im.obs_steps), int(im.low_dim), tuple(im.cameras), int(im.height), int(im.width),
+                       int(im.crop))
 
 
 def x0_from_eps(x_t, eps, alpha, sigma):
@@ -79,16 +95,41 @@ class Denoiser:
     @classmethod
     def from_config(cls, cfg: ml_collections.ConfigDict, act_dim: int) -> "Denoiser":
         validate_config(cfg)
-        return cls(cfg, act_dim, make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding,
-                                         cfg.chunk_horizon),
-                   make_schedule(cfg.schedule, cfg.diffusion_steps))
+        network = make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding,
+                                        cfg.chunk_horizon)
+        layout = image_layout(cfg)
+        if layout is not None:
+            from cdp_jax.image_encoder import ImageConditioned
+            network = ImageConditioned(network, layout, int(cfg.image.emb_dim))
+        return cls(cfg, act_dim, network, make_schedule(cfg.schedule, cfg.diffusion_steps))
+
+    @property
+    def has_encoder(self) -> bool:
+        return hasattr(self.network, "encode")
 
     def init(self, key: jax.Array, obs_dim: int):
+        if self.has_encoder and obs_dim != self.network.layout.size:
+            raise ValueError(f"the image layout needs observations of {self.network.layout.size} numbers, the data "
+                             f"has {obs_dim}: check diffusion.image (cameras, height, width, low_dim, obs_steps)")
         return self.network.init(key, jnp.zeros((1, self.act_dim)), jnp.zeros((1,)), jnp.zeros((1, obs_dim)))
 
-    def predict_x0(self, params, x_t, t, obs):
-        """The network's clean-action prediction ``[..., act_dim]`` whatever it was trained to output."""
-        out = self.network.apply(params, x_t, t, obs)
+    def encode(self, params, obs, key=None):
+        """The conditioning of observations ``obs [B, obs_dim]``: ``obs`` itself for a low-dim network, the image
+        encoder's ``[B, obs_steps * emb_dim]`` otherwise (random crops with ``key``, the centre crop without)."""
+        if not self.has_encoder:
+            return obs
+        train = dict(train=True, rngs={"crop": key}) if key is not None else {}
+        return self.network.apply(params, obs, method="encode", **train)
+
+    def _apply(self, params, x_t, t, cond, **train):
+        if self.has_encoder:
+            return self.network.apply(params, x_t, t, cond, method="denoise")
+        return self.network.apply(params, x_t, t, cond, **train)
+
+    def predict_x0(self, params, x_t, t, cond):
+        """The network's clean-action prediction ``[..., act_dim]`` whatever it was trained to output
+        (``cond``: :meth:`encode` of the observations)."""
+        out = self._apply(params, x_t, t, cond)
         if self.cfg.prediction == "x0":
             return out
         t = jnp.asarray(t)
@@ -105,17 +146,19 @@ class Denoiser:
         eps = jax.random.normal(k_e, x0.shape)
         return self.q_sample(x0, t, eps), t, eps
 
-    def denoising_loss(self, params, x_t, t, eps, x0, obs, dropout_key=None):
-        """MSE against the network's own target (x0 or eps), averaged over batch and action dims. A network with
-        dropout (``"idql"``) runs it in training mode with ``dropout_key``; everywhere else it is off."""
+    def denoising_loss(self, params, x_t, t, eps, x0, cond, dropout_key=None):
+        """MSE against the network's own target (x0 or eps), averaged over batch and action dims (``cond``:
+        :meth:`encode` of the observations). A network with dropout (``"idql"``) runs it in training mode with
+        ``dropout_key``; everywhere else it is off."""
         train = dict(train=True, rngs={"dropout": dropout_key}) if self.cfg.network == "idql" else {}
-        out = self.network.apply(params, x_t, t, obs, **train)
+        out = self._apply(params, x_t, t, cond, **train)
         target = x0 if self.cfg.prediction == "x0" else eps
         return jnp.mean((out - target) ** 2)
 
-    def contraction_loss(self, params, key, x0, obs, x_t=None, t=None):
+    def contraction_loss(self, params, key, x0, cond, x_t=None, t=None):
         """The batch contraction term ``L_c`` (scalar) on ``J_sym`` of the x0 prediction with respect to the
-        noisy action (the official code's sign convention; README, "The contraction loss, and which sign").
+        noisy action (the official code's sign convention; README, "The contraction loss, and which sign");
+        ``cond``: :meth:`encode` of the observations.
 
         With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
         fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the
@@ -127,21 +170,22 @@ class Denoiser:
         k_sub, k_noise, k_pen = jax.random.split(key, 3)
         if c.low_noise_fraction < 1.0 or x_t is None:
             idx, t = contraction.low_noise_subbatch(k_sub, x0.shape[0], self.schedule.num_steps, c.low_noise_fraction)
-            x0, obs = x0[idx], obs[idx]
+            x0, cond = x0[idx], cond[idx]
             eps = jax.random.normal(k_noise, x0.shape)
             x_t = self.q_sample(x0, t, eps)
         elif c.batch_fraction < 1.0:                    # IL option: the first rows of the (random) batch only
             rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
-            x_t, t, obs = x_t[:rows], t[:rows], obs[:rows]
+            x_t, t, cond = x_t[:rows], t[:rows], cond[:rows]
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
-        fn = lambda x: self.predict_x0(params, x, t, obs)
+        fn = lambda x: self.predict_x0(params, x, t, cond)
         return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,
                                                   threshold=threshold, method=c.eigen_method,
                                                   num_probes=c.num_probes))
 
     def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
         """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""
-        fn = lambda x: self.predict_x0(params, x, t, obs)
+        cond = self.encode(params, obs)
+        fn = lambda x: self.predict_x0(params, x, t, cond)
         if num_iters is None:
             return jnp.linalg.eigvalsh(contraction.batch_symmetric_jacobian(fn, x_t))[:, -1]
         return contraction.batch_max_eigenvalue(fn, x_t, key, num_iters)
@@ -150,7 +194,8 @@ class Denoiser:
                method: str | None = None, x_init=None):
         """Actions ``[B, act_dim]`` for observations ``obs [B, obs_dim]``."""
         cfg = self.cfg
-        x0_fn = lambda x, t: self.predict_x0(params, x, jnp.full(x.shape[:-1], t), obs)
+        cond = self.encode(params, obs)
+        x0_fn = lambda x, t: self.predict_x0(params, x, jnp.full(x.shape[:-1], t), cond)
         return samplers.sample(
             x0_fn, self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
             num_steps=num_steps or cfg.sampling_steps,

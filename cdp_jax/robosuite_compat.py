@@ -27,6 +27,24 @@ class RobosuiteMissing(ValueError, ImportError):
     """robosuite (or a dependency) cannot be imported; the message names the install command."""
 
 
+class RenderingUnavailable(ValueError):
+    """The OpenGL backend named by ``MUJOCO_GL`` cannot start; the message names it and the packages."""
+
+
+def rendering_unavailable(error: BaseException) -> RenderingUnavailable:
+    import os
+    return RenderingUnavailable(
+        f"offscreen rendering failed with MUJOCO_GL={os.environ.get('MUJOCO_GL')!r} ({type(error).__name__}: "
+        f"{str(error).splitlines()[0][:100] if str(error) else ''}): use MUJOCO_GL=egl (GPU or llvmpipe; Debian: "
+        f"apt install libegl1 libgl1-mesa-dri) or MUJOCO_GL=osmesa (apt install libosmesa6)")
+
+
+def is_gl_error(error: BaseException) -> bool:
+    import traceback
+    text = "".join(traceback.format_exception(error)).lower()
+    return any(word in text for word in ("opengl", "egl", "osmesa", "glcontext", "gl_context", "mujoco_gl"))
+
+
 class _MujocoView(types.ModuleType):
     """The ``mujoco`` module with some attributes replaced, for one robosuite module's global name."""
 
@@ -46,7 +64,8 @@ def _int_enum(enum_type) -> types.SimpleNamespace:
 def patch():
     """Imports robosuite with the mujoco >= 3.10 fixes applied (idempotent); returns the robosuite module.
     Raises :class:`RobosuiteMissing` (a ValueError, so entry points print it as one line) naming the install
-    command when robosuite is not installed."""
+    command when robosuite is not installed, and :class:`RenderingUnavailable` naming ``MUJOCO_GL`` when the
+    OpenGL backend it names cannot start."""
     global _PATCHED
     logging.disable(logging.WARNING)           # robosuite's import-time advice (macro file, optional models, mink)
     try:
@@ -55,7 +74,13 @@ def patch():
         import robosuite.controllers.parts.controller as controller
         import robosuite.utils.binding_utils as binding
     except ImportError as err:
+        if is_gl_error(err):
+            raise rendering_unavailable(err) from None
         raise RobosuiteMissing(f"robosuite is not installed ({err}); install it with: {INSTALL_HINT}") from None
+    except (AttributeError, OSError, RuntimeError) as err:      # mujoco's import starts the MUJOCO_GL backend
+        if is_gl_error(err):
+            raise rendering_unavailable(err) from None
+        raise
     finally:
         logging.disable(logging.NOTSET)
     logging.getLogger("robosuite_logs").setLevel(logging.ERROR)    # its per-environment INFO and config notices

@@ -98,8 +98,12 @@ class Sweep:
         if is_robomimic(cfg.dataset_id):
             if cfg.generate and not os.path.exists(resolve_path(cfg.dataset_id)):
                 print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
-                generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
-            data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict())
+                generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress,
+                                 image_size=cfg.generate_image_size)
+            data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
+                                       eval_max_steps=cfg.eval_max_steps)
+            from cdp_jax.robomimic_env import check_environments
+            check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
         elif cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
             writes = GENERATORS[cfg.generate].dataset_id
             stem = writes.rsplit("-v", 1)[0]                 # local/pointmaze/umaze-v0 -> local/pointmaze/umaze
@@ -147,7 +151,7 @@ class Sweep:
         data = data.replace(observations=norm.obs(data.observations), next_observations=norm.obs(data.next_observations),
                             actions=jnp.asarray(norm.to_agent_action(data.actions), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
-        acfg = agent_config(cfg)
+        acfg = agent_config(cfg, info.image_layout)
         # Everything is checked: only now does the workdir change.
         primary = distributed.is_primary()
         if self.fresh and primary:
@@ -185,7 +189,8 @@ class Sweep:
         act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
         k_states = jax.random.PRNGKey(cfg.eval_seed)
         probe = jax.random.choice(k_states, data.size, (min(cfg.consistency_states, data.size),), replace=False)
-        probe_obs, probe_act = data.observations[probe], data.actions[probe]
+        probe = data.rows(probe)
+        probe_obs, probe_act = probe.observations, probe.actions
         bar = tqdm(total=cfg.num_steps, initial=start, desc=f"sweep {grid.size} members", unit="step",
                    disable=not (self.progress and primary), dynamic_ncols=True)
         boards = MemberBoards(self.workdir, grid.members, cfg.tensorboard and primary)

@@ -185,3 +185,15 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     bad.dataset_id, bad.sequence = path, dict(obs_steps=1, horizon=2, action_steps=4)
     with pytest.raises(ValueError, match="shorter than action_steps"):          # the same check as the windows'
         validate(bad)
+
+
+def test_every_robomimic_config_validates():
+    from cdp_jax.config import validate
+    from experiments.configs.robomimic import BACKBONES, IMAGE_TASKS, TASKS, get_config
+    for task in TASKS + IMAGE_TASKS:
+        for backbone in BACKBONES:
+            if task in IMAGE_TASKS and backbone == "bc_gmm":
+                with pytest.raises(ValueError, match="low-dim observations only"):
+                    get_config(f"{task},{backbone}")
+                continue
+            validate(get_config(f"{task},{backbone}"))      # the Pearce MLP: history 2, chunk 1 (no window)

@@ -11,7 +11,6 @@ the locomotion datasets.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -22,7 +21,7 @@ import ml_collections
 import optax
 from flax.training.train_state import TrainState
 
-from cdp_jax.datasets import Transitions
+from cdp_jax.datasets.loading import ROW_FIELDS, Transitions
 from cdp_jax.networks import GaussianActor, tanh_gaussian
 
 
@@ -56,7 +55,7 @@ class ReplayBuffer(flax.struct.PyTreeNode):
     data: Transitions
     size: jax.Array
 
-    FIELDS = tuple(f.name for f in dataclasses.fields(Transitions))
+    FIELDS = ROW_FIELDS
 
     @classmethod
     def create(cls, capacity: int, obs_dim: int, act_dim: int) -> "ReplayBuffer":

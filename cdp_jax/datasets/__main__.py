@@ -21,6 +21,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("dataset_id", None, "Minari id to write (default: local/...)", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "generator seed", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "replace an existing dataset of that id", flag_values=fv)
+    flags.DEFINE_bool("images", False, "robomimic: also render agentview and eye-in-hand camera frames",
+                      flag_values=fv)
+    flags.DEFINE_integer("image_size", 84, "robomimic --images: square camera size (robomimic: 84)", flag_values=fv)
     # mujoco only (SAC behaviour policies)
     flags.DEFINE_string("env", "Hopper-v5", "mujoco: any gymnasium id with a Box action space", flag_values=fv)
     flags.DEFINE_string("levels", "simple,medium,expert", "mujoco: comma list of simple, medium, expert, "
@@ -73,7 +76,8 @@ def run(args: list[str], fv: flags.FlagValues) -> int:
                 print(f"{level:14s} {did}")
             path = ", ".join(report["datasets"].values())
         else:
-            path = generate(name, fv.dataset_id, fv.steps, fv.seed, fv.overwrite)
+            path = generate(name, fv.dataset_id, fv.steps, fv.seed, fv.overwrite,
+                            image_size=fv.image_size if fv.images else 0)
     except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -39,10 +39,34 @@ class Transitions(flax.struct.PyTreeNode):
     terminals: jax.Array
     truncations: jax.Array
     episode_ends: jax.Array
+    frames: jax.Array | None = None      # image data: uint8 [F, cameras * H * W * 3], not row-aligned (below)
+    frame_steps: int = flax.struct.field(pytree_node=False, default=0)   # frame indices ending each observation
 
     @property
     def size(self) -> int:
         return self.observations.shape[0]
+
+    def rows(self, idx: jax.Array) -> "Transitions":
+        """The transitions at ``idx [B]``. Image data store each observation compactly, as its low-dim history
+        followed by the ``frame_steps`` frame indices of its history; here those indices become the frames'
+        pixels (uint8 gathered, then 0..255 floats): the flat layout of :class:`cdp_jax.image_encoder.ImageLayout`."""
+        out = jax.tree.map(lambda x: x[idx], self.replace(frames=None))
+        if self.frames is None:
+            return out
+        expand = lambda compact: expand_frames(compact, self.frames, self.frame_steps)
+        return out.replace(observations=expand(out.observations), next_observations=expand(out.next_observations))
+
+
+ROW_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations", "episode_ends")
+"""The fields of :class:`Transitions` with one row per transition (``frames`` is per frame)."""
+
+
+def expand_frames(compact: jax.Array, frames: jax.Array, frame_steps: int) -> jax.Array:
+    """``compact [..., n_low + k]`` (low-dim history, then ``k = frame_steps`` frame indices) ->
+    ``[..., n_low + k * frame_pixels]`` float32."""
+    ids = compact[..., -frame_steps:].astype(jnp.int32)
+    pixels = frames[ids].reshape(*compact.shape[:-1], -1).astype(jnp.float32)
+    return jnp.concatenate([compact[..., :-frame_steps], pixels], axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +92,7 @@ class DatasetInfo:
     action_space: object = None          # the gymnasium action space
     obs_min: np.ndarray | None = None     # [obs_dim] per-dimension minimum and maximum (MinMax normalisation)
     obs_max: np.ndarray | None = None
+    image_layout: dict | None = None     # image observations: obs_steps, low_dim, cameras, height, width
 
     @property
     def continuous_actions(self) -> bool:

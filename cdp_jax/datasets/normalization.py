@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -64,8 +66,13 @@ class Normalizer:
                     action_low=self.action_low.tolist(), action_high=self.action_high.tolist())
 
     def obs(self, obs):
-        """Raw observations ``[..., obs_dim]`` -> standardised."""
-        return (obs - self.obs_mean) / self.obs_std
+        """Raw observations ``[..., obs_dim]`` -> standardised. Statistics shorter than the observation cover its
+        first numbers (an image observation's low-dim history); the rest (pixels, frame indices) pass unchanged."""
+        k = self.obs_mean.shape[-1]
+        if obs.shape[-1] == k:
+            return (obs - self.obs_mean) / self.obs_std
+        xp = jnp if isinstance(obs, jax.Array) else np
+        return xp.concatenate([(obs[..., :k] - self.obs_mean) / self.obs_std, obs[..., k:]], axis=-1)
 
     def to_agent_action(self, action):
         """Environment actions ``[..., act_dim]`` -> ``[-1, 1]``."""

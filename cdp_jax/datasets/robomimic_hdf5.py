@@ -30,8 +30,9 @@ SPLIT_SEED = 42                 # the official fixed seed of the data-scarcity s
 class Demos:
     """Frames of all demonstrations, concatenated in demo order.
 
-    ``observations [N, obs_dim]`` (``obs_keys`` concatenated), ``actions [N, act_dim]``, ``rewards [N]``,
-    ``episode_starts [E]`` and ``episode_lengths [E]``; ``env_args`` as recorded in the file."""
+    ``observations [N, obs_dim]`` (the low-dim ``obs_keys`` concatenated), ``actions [N, act_dim]``,
+    ``rewards [N]``, ``episode_starts [E]`` and ``episode_lengths [E]``; ``env_args`` as recorded in the file.
+    With camera keys among ``obs_keys`` (``*_image``): ``frames [N, cameras, H, W, 3]`` uint8 and ``cameras``."""
 
     observations: np.ndarray
     actions: np.ndarray
@@ -41,6 +42,8 @@ class Demos:
     obs_keys: tuple
     env_args: dict
     path: str = ""
+    frames: np.ndarray | None = None
+    cameras: tuple = ()
 
     @property
     def num_episodes(self) -> int:
@@ -59,10 +62,11 @@ def _demo_names(group) -> list[str]:
     return sorted(names, key=lambda n: int(n.split("_")[1]))
 
 
-def read_demos(path: str, obs_keys: tuple | None = None) -> Demos:
-    """Reads a robomimic HDF5 file; ``obs_keys`` default to the task's low-dim keys. Refuses, in one line, a
-    missing or non-HDF5 file, a file without ``data``/``env_args``, and observation keys the file lacks (listing
-    the ones it has)."""
+def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | None = None) -> Demos:
+    """Reads a robomimic HDF5 file; ``obs_keys`` default to the task's low-dim keys, camera keys (``*_image``)
+    among them are read as uint8 frames. Refuses, in one line, a missing or non-HDF5 file, a file without
+    ``data``/``env_args``, observation keys the file lacks (listing the ones it has), and camera frames that are
+    not ``[n, H, W, 3]`` uint8 of one size (of ``image_size = (H, W)`` when given)."""
     import h5py
     from cdp_jax import robomimic_env
     path = resolve_path(path)
@@ -89,17 +93,37 @@ def read_demos(path: str, obs_keys: tuple | None = None) -> Demos:
         missing = [k for k in keys if k not in have]
         if missing:
             raise ValueError(f"{path!r} has no observation key(s) {missing}; it has {have}")
-        obs, act, rew, lengths = [], [], [], []
+        cameras = tuple(k for k in keys if k.endswith(robomimic_env.IMAGE_KEY_SUFFIX))
+        low = tuple(k for k in keys if k not in cameras)
+        obs, frames, act, rew, lengths = [], [], [], [], []
         for name in names:
             demo = f["data"][name]
-            obs.append(np.concatenate([np.asarray(demo["obs"][k], np.float32).reshape(len(demo["actions"]), -1)
-                                       for k in keys], axis=1))
+            n = len(demo["actions"])
+            obs.append(np.concatenate([np.asarray(demo["obs"][k], np.float32).reshape(n, -1) for k in low]
+                                      + [np.zeros((n, 0), np.float32)], axis=1))
+            if cameras:
+                frames.append(np.stack([_camera(demo, k, n, image_size, path) for k in cameras], axis=1))
+                image_size = frames[-1].shape[2:4]
             act.append(np.asarray(demo["actions"], np.float32))
             rew.append(np.asarray(demo["rewards"], np.float32))
-            lengths.append(len(act[-1]))
+            lengths.append(n)
     lengths = np.asarray(lengths, np.int64)
     return Demos(np.concatenate(obs), np.concatenate(act), np.concatenate(rew),
-                 np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths, keys, env_args, path)
+                 np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths, low + cameras, env_args,
+                 path, np.concatenate(frames) if cameras else None, cameras)
+
+
+def _camera(demo, key: str, n: int, size, path: str) -> np.ndarray:
+    """One camera's frames ``[n, H, W, 3]`` uint8, checked against ``size = (H, W)`` when given."""
+    data = demo["obs"][key]
+    if data.dtype != np.uint8 or data.ndim != 4 or data.shape[0] != n or data.shape[-1] != 3:
+        raise ValueError(f"{path!r}: {demo.name}/obs/{key} is {data.dtype} {data.shape}; camera frames must be "
+                         f"uint8 [{n}, H, W, 3]")
+    if size is not None and tuple(data.shape[1:3]) != tuple(size):
+        raise ValueError(f"{path!r}: {demo.name}/obs/{key} has {data.shape[1]}x{data.shape[2]} frames, expected "
+                         f"{size[0]}x{size[1]} (every camera and demo must have one size; set the config's image "
+                         f"size to the file's)")
+    return np.asarray(data)
 
 
 def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
@@ -130,21 +154,24 @@ def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
     return path
 
 
-def check_window(horizon: int, obs_steps: int, action_steps: int) -> None:
-    """Refuses, in one line, a window shape that cannot be cut: every size >= 1, the horizon at least as long as
-    the observed and the executed steps."""
+def check_window(horizon: int, obs_steps: int, action_steps: int, observed_in_chunk: bool = False) -> None:
+    """Refuses, in one line, a window shape that cannot be cut: every size >= 1 and the chunk at least as long as
+    the executed steps; with ``observed_in_chunk`` (Diffusion Policy's windows, which also predict the observed
+    frames' actions) at least as long as the observed steps too. The sweep's rows start their chunk at the
+    current frame, so there ``horizon < obs_steps`` is fine (the official Pearce MLP: history 2, one action)."""
     if min(horizon, obs_steps, action_steps) < 1:
         raise ValueError(f"horizon, obs_steps and action_steps must be >= 1, got {horizon}, {obs_steps}, {action_steps}")
-    if horizon < action_steps or horizon < obs_steps:
-        raise ValueError(f"the chunk horizon {horizon} is shorter than action_steps={action_steps} or obs_steps="
-                         f"{obs_steps}; use horizon >= both (Diffusion Policy: horizon 16, obs 2, action 8)")
+    if horizon < action_steps or (observed_in_chunk and horizon < obs_steps):
+        raise ValueError(f"the chunk horizon {horizon} is shorter than action_steps={action_steps}"
+                         + (f" or obs_steps={obs_steps}" if observed_in_chunk else "")
+                         + "; use a longer horizon (Diffusion Policy: horizon 16, obs 2, action 8)")
 
 
 def window_indices(episode_starts, episode_lengths, horizon: int, obs_steps: int, action_steps: int) -> np.ndarray:
     """Frame indices ``[W, horizon]`` of every window (Diffusion Policy's padding: ``obs_steps - 1`` frames before
     each episode, ``action_steps - 1`` after, edge frames repeated). ``obs = frames[idx[:, :obs_steps]]``,
     ``actions = frames[idx]``."""
-    check_window(horizon, obs_steps, action_steps)
+    check_window(horizon, obs_steps, action_steps, observed_in_chunk=True)
     out = []
     offsets = np.arange(horizon)
     for start, length in zip(np.asarray(episode_starts), np.asarray(episode_lengths)):
@@ -178,20 +205,26 @@ def _clamped(starts, lengths, offsets) -> np.ndarray:
 
 
 def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_steps: int = 1,
-                     obs_keys: tuple | None = None):
+                     obs_keys: tuple | None = None, image_size: tuple | None = None, eval_max_steps: int = 0):
     """A robomimic file as ``(Transitions on device, DatasetInfo)`` for the sweep: one row per frame, its
     observation the last ``obs_steps`` frames (``[obs_steps * obs_dim]``, the episode's first frame repeated before
     it) and its action the chunk of ``horizon`` actions from that frame on (``[horizon * act_dim]``, the last action
     repeated after the episode). Windows thus start at the current frame (Diffusion Policy's start ``obs_steps - 1``
     frames earlier and predicts the past actions too). Evaluation runs :class:`cdp_jax.robomimic_env.RobomimicGymEnv`
-    with the file's ``env_args``, executing ``action_steps`` actions per chunk."""
+    with the file's ``env_args``, executing ``action_steps`` actions per chunk, for the task's horizon (or
+    ``eval_max_steps`` > 0 environment steps).
+
+    With camera keys in ``obs_keys``, every frame is stored once, as uint8 on the device (``Transitions.frames``),
+    and each row holds its low-dim history and the indices of its history's frames; batches carry the flat image
+    observation (:meth:`Transitions.rows`). ``DatasetInfo.image_layout`` then describes that layout, and the
+    observation statistics cover its low-dim history only."""
     import gymnasium as gym
     import jax.numpy as jnp
 
     from cdp_jax import robomimic_env
     from cdp_jax.datasets.loading import DatasetInfo, Transitions
     check_window(horizon, obs_steps, action_steps)
-    demos = read_demos(path, obs_keys)
+    demos = read_demos(path, obs_keys, image_size)
     starts, lengths = demos.episode_starts, demos.episode_lengths
     n, obs_dim = demos.observations.shape
     act_dim = demos.actions.shape[1]
@@ -199,18 +232,29 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
     following = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1) + 1)
     chunk = _clamped(starts, lengths, np.arange(horizon))
     obs = demos.observations[history].reshape(n, obs_steps * obs_dim)
+    stats = obs
+    rows = lambda idx: demos.observations[idx].reshape(n, obs_steps * obs_dim)
+    image_layout, frames, full_dim = None, None, obs.shape[1]
+    if demos.frames is not None:
+        _, cams, height, width, _ = demos.frames.shape
+        image_layout = dict(obs_steps=obs_steps, low_dim=obs_dim, cameras=demos.cameras, height=height, width=width)
+        rows = lambda idx: np.concatenate([demos.observations[idx].reshape(n, -1), idx.astype(np.float32)], axis=1)
+        frames = jnp.asarray(demos.frames.reshape(n, -1))
+        full_dim += obs_steps * cams * height * width * 3
     ends = np.zeros(n, np.float32)
     ends[starts + lengths - 1] = 1.0
-    data = Transitions(observations=jnp.asarray(obs), actions=jnp.asarray(demos.actions[chunk].reshape(n, -1)),
-                       rewards=jnp.asarray(demos.rewards), next_observations=jnp.asarray(
-                           demos.observations[following].reshape(n, obs_steps * obs_dim)),
-                       terminals=jnp.asarray(ends), truncations=jnp.zeros(n, jnp.float32), episode_ends=jnp.asarray(ends))
-    spec = robomimic_env.gym_spec(demos.env_args, demos.obs_keys, obs_steps, horizon, action_steps)
+    data = Transitions(observations=jnp.asarray(rows(history)),
+                       actions=jnp.asarray(demos.actions[chunk].reshape(n, -1)), rewards=jnp.asarray(demos.rewards),
+                       next_observations=jnp.asarray(rows(following)), terminals=jnp.asarray(ends),
+                       truncations=jnp.zeros(n, jnp.float32), episode_ends=jnp.asarray(ends), frames=frames,
+                       frame_steps=obs_steps if frames is not None else 0)
+    spec = robomimic_env.gym_spec(demos.env_args, demos.obs_keys, obs_steps, horizon, action_steps, eval_max_steps)
     space = gym.spaces.Box(-1.0, 1.0, (horizon * act_dim,), np.float32)
     info = DatasetInfo(
-        dataset_id=path, obs_dim=obs.shape[1], act_dim=horizon * act_dim, obs_layout=(("observation", obs.shape[1]),),
+        dataset_id=path, obs_dim=full_dim, act_dim=horizon * act_dim, obs_layout=(("observation", full_dim),),
         action_low=space.low, action_high=space.high, total_steps=n, total_episodes=len(starts),
-        episode_starts=np.asarray(starts, np.int64), obs_mean=obs.mean(0), obs_std=obs.std(0) + 1e-3,
+        episode_starts=np.asarray(starts, np.int64), obs_mean=stats.mean(0), obs_std=stats.std(0) + 1e-3,
         ref_min_score=None, ref_max_score=None, has_rewards=bool(np.any(demos.rewards != 0)), reward_tune="none",
-        eval_env_spec=spec, action_space=space, obs_min=obs.min(0), obs_max=obs.max(0))
+        eval_env_spec=spec, action_space=space, obs_min=stats.min(0), obs_max=stats.max(0),
+        image_layout=image_layout)
     return data, info

@@ -61,5 +61,4 @@ def make_subsets(num_transitions: int, fractions, seeds, kind: str = "transition
 def sample_batch(key: jax.Array, data: Transitions, subset: Subsets, batch_size: int) -> Transitions:
     """``batch_size`` transitions drawn uniformly (with replacement) from ONE subset (vmap over members)."""
     pos = jax.random.randint(key, (batch_size,), 0, subset.count)
-    rows = subset.idx[pos]
-    return jax.tree.map(lambda x: x[rows], data)
+    return data.rows(subset.idx[pos])

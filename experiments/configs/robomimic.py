@@ -7,6 +7,9 @@ file's own env_args: success rate and average reward over 10 episodes, the task'
                                                          square, transport: the real PH file, see below)
     --config=experiments/configs/robomimic.py:lift,unet   (backbone: pearce (default) = DBC / CDP-IL, unet =
                                                          DP-Unet / CDP-Unet, dit = DP-DiT / CDP-DiT, bc_gmm)
+    --config=experiments/configs/robomimic.py:lift-image[,unet]   (the "-H" rows: two 84 x 84 cameras and
+                                                         proprioception; lift-image, can-image generate scripted
+                                                         demos with both cameras, transport-image needs the PH file)
 
 Chunked backbones follow Diffusion Policy's low-dim recipe: observation history 2, chunk 16, 8 actions executed,
 AdamW lr 1e-4, batch 256, and the contraction loss from 8 random probes per sample (the exact Jacobian of a
@@ -20,31 +23,51 @@ from cdp_jax.config import base_config
 from experiments.configs.pointmaze import official_il_recipe
 
 TASKS = ("lift", "can", "square", "transport")
+IMAGE_TASKS = ("lift-image", "can-image", "transport-image")
 GENERATED = ("lift", "can")
 BACKBONES = ("pearce", "unet", "dit", "bc_gmm")
+_PROPRIO = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+# robomimic's image observations: proprioception and the cameras (no object state)
+IMAGE_OBS_KEYS = {
+    "lift-image": _PROPRIO + ("agentview_image", "robot0_eye_in_hand_image"),
+    "can-image": _PROPRIO + ("agentview_image", "robot0_eye_in_hand_image"),
+    "transport-image": _PROPRIO + tuple(k.replace("robot0", "robot1") for k in _PROPRIO) + (
+        "shouldercamera0_image", "shouldercamera1_image", "robot0_eye_in_hand_image", "robot1_eye_in_hand_image"),
+}
 
 
 def get_config(arg: str = "lift"):
     task, _, backbone = arg.partition(",")
     backbone = backbone or "pearce"
-    if task not in TASKS:
-        raise ValueError(f"unknown robomimic task {task!r}; use one of {TASKS}")
+    if task not in TASKS + IMAGE_TASKS:
+        raise ValueError(f"unknown robomimic task {task!r}; use one of {TASKS + IMAGE_TASKS}")
     if backbone not in BACKBONES:
         raise ValueError(f"unknown robomimic backbone {backbone!r}; use one of {BACKBONES}")
     cfg = official_il_recipe(base_config())
-    if task in GENERATED:
-        cfg.dataset_id, cfg.generate = f"robomimic/{task}/scripted/low_dim.hdf5", f"robomimic-{task}"
+    base, images = task.removesuffix("-image"), task in IMAGE_TASKS
+    kind = "image" if images else "low_dim"
+    if base in GENERATED:
+        cfg.dataset_id, cfg.generate = f"robomimic/{base}/scripted/{kind}.hdf5", f"robomimic-{base}"
     else:
-        cfg.dataset_id, cfg.generate = f"robomimic/{task}/ph/low_dim_v15.hdf5", ""
+        cfg.dataset_id, cfg.generate = f"robomimic/{base}/ph/{kind}_v15.hdf5", ""
     cfg.sequence = dict(obs_steps=2, horizon=1, action_steps=1)
     cfg.subset_seed, cfg.subset_kind = 42, "transitions"
     cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.1), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
+    if images:
+        # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
+        # 20 evaluation episodes; Pearce MLP emb 256 / hidden 512 (or DiT: d_model 320, 10 heads, depth 2).
+        cfg.obs_keys, cfg.generate_image_size = IMAGE_OBS_KEYS[task], 84
+        cfg.batch_size, cfg.eval_episodes = 64, 20
+        cfg.agent_config = dict(diffusion=dict(image=dict(crop=76, emb_dim=256)))
+        if backbone == "bc_gmm":
+            raise ValueError("bc_gmm takes low-dim observations only; image tasks use pearce, unet or dit")
     if backbone in ("unet", "dit"):
         cfg.sequence = dict(obs_steps=2, horizon=16, action_steps=8)
-        cfg.batch_size = 256
+        cfg.batch_size = 64 if images else 256
         cfg.agent_config = dict(lr=1e-4 if backbone == "unet" else 5e-4, diffusion=dict(
-            network=backbone, sampling_steps=50, contraction=dict(num_probes=8, low_noise_fraction=1.0)))
+            network=backbone, sampling_steps=50, contraction=dict(num_probes=8, low_noise_fraction=1.0),
+            **cfg.agent_config.get("diffusion", {})))
     elif backbone == "bc_gmm":
         cfg.agent, cfg.agent_config, cfg.gammas = "bc_gmm", {}, (0.0,)
     return cfg

@@ -25,10 +25,11 @@ def _pointmaze(maze: str) -> Callable[..., str]:
 
 
 def _robomimic(task: str) -> Callable[..., str]:
-    def run(dataset_id, num_demos, seed, overwrite, progress):
+    def run(dataset_id, num_demos, seed, overwrite, progress, image_size=0):
         from cdp_jax.datasets.generators import robomimic_scripted
         from cdp_jax.datasets.robomimic_hdf5 import resolve_path
-        report = robomimic_scripted.generate(task, resolve_path(dataset_id), num_demos, seed, overwrite, progress=progress)
+        report = robomimic_scripted.generate(task, resolve_path(dataset_id), num_demos, seed, overwrite,
+                                             progress=progress, image_size=image_size)
         print(f"{report['demos']} demos in {report['attempts']} attempts (controller success "
               f"{report['success_rate']:.0%}), {report['seconds']:.0f} s")
         return report["path"]
@@ -59,12 +60,19 @@ def _lookup(name: str) -> Generator:
 
 
 def generate(name: str, dataset_id: str | None = None, num_steps: int | None = None, seed: int = 0,
-             overwrite: bool = False, progress: bool = True) -> str:
-    """Generates dataset ``name`` under ``dataset_id`` (default: its ``local/...`` id); returns the folder."""
+             overwrite: bool = False, progress: bool = True, image_size: int = 0) -> str:
+    """Generates dataset ``name`` under ``dataset_id`` (default: its ``local/...`` id; robomimic with
+    ``image_size > 0``: ``.../image.hdf5``, with both cameras); returns the folder."""
     gen = _lookup(name)
     num_steps = gen.default_steps if num_steps is None else int(num_steps)
     if num_steps < 1:
         raise ValueError(f"--steps must be >= 1, got {num_steps}")
-    dataset_id = dataset_id or gen.dataset_id
+    if image_size and not name.startswith("robomimic-"):
+        raise ValueError(f"--images applies to the robomimic-* generators only, not {name!r}")
+    if image_size < 0:
+        raise ValueError(f"--image_size must be > 0, got {image_size}")
+    dataset_id = dataset_id or (gen.dataset_id.replace("low_dim.hdf5", "image.hdf5") if image_size else gen.dataset_id)
     refuse_existing(dataset_id, overwrite)                 # before collecting a single step
+    if image_size:
+        return gen.run(dataset_id, num_steps, seed, overwrite, progress, image_size=image_size)
     return gen.run(dataset_id, num_steps, seed, overwrite, progress)

@@ -96,8 +96,10 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
 
 
 def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrite: bool = False,
-             progress: bool = True, max_attempts_per_demo: int = 5) -> dict:
+             progress: bool = True, max_attempts_per_demo: int = 5, image_size: int = 0) -> dict:
     """Writes ``num_demos`` successful scripted demonstrations of ``task`` to ``path`` (robomimic layout).
+    ``image_size > 0`` also renders robomimic's two cameras (``agentview_image``, ``robot0_eye_in_hand_image``,
+    ``image_size`` square, uint8) into every frame, as robomimic's image datasets hold them.
     Returns ``{path, demos, attempts, success_rate, seconds}``."""
     if task not in SCRIPTED_TASKS:
         raise ValueError(f"no scripted demonstrator for robomimic task {task!r}; scripted: {SCRIPTED_TASKS} "
@@ -106,8 +108,9 @@ def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrit
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     if num_demos < 1:
         raise ValueError(f"the number of demonstrations must be >= 1, got {num_demos}")
-    env_args = robomimic_env.default_env_args(task)
-    env = robomimic_env.make_env(env_args)
+    env_args = robomimic_env.default_env_args(task, image_size)
+    env = robomimic_env.make_env(env_args, robomimic_env.TASKS[task].obs_keys + (
+        robomimic_env.CAMERAS if image_size else ()))
     rng = np.random.default_rng(seed)
     episodes, attempts, start = [], 0, time.time()
     while len(episodes) < num_demos:

@@ -1,0 +1,112 @@
+"""Image-observation speed and memory figures on this machine, as one JSON file rewritten after every figure.
+
+    python -m benchmarks.image_throughput [--out=benchmarks/results/images_cpu.json] [--demos=10] [--steps=4]
+        [--parts=render,generate,train]
+
+* ``render``: robosuite Lift env-steps/s with robomimic's two 84 x 84 cameras rendered offscreen (EGL; llvmpipe on
+  a CPU machine) against the same environment without cameras.
+* ``generate``: seconds per scripted Lift demo with both cameras; the host memory that loading them takes (peak
+  resident-set growth of ``load_transitions``) and the device bytes of their uint8 frames, per frame and
+  extrapolated to 200 demos of the generated length and of PH Lift's (about 48 frames).
+* ``train``: update steps/s on 84 x 84 two-camera observations (ResNet-18 GroupNorm per camera, crops to 76,
+  obs history 2, batch 64): the Pearce MLP (one action) at γ = 0 and 0.1, DP-Unet and CDP-Unet (chunk 16 x 7,
+  one probe). The contraction term acts on the actions only, so its cost ratio should stay near the low-dim one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl import flags
+
+from benchmarks.contraction_cost import steps_per_second
+from cdp_jax.io import atomic_write_text
+
+PARTS = ("render", "generate", "train")
+PH_LIFT_FRAMES_PER_DEMO = 48
+
+
+def render_figures(steps: int = 100) -> dict:
+    from cdp_jax import robomimic_env as R
+    out = {}
+    for size in (0, 84):
+        env = R.make_env(R.default_env_args("lift", size), R.TASKS["lift"].obs_keys + (R.CAMERAS if size else ()))
+        env.reset(0)
+        rng = np.random.default_rng(0)
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(rng.uniform(-1, 1, 7))
+        out["two_cameras_84" if size else "no_cameras"] = steps / (time.perf_counter() - start)
+        env.close()
+    return {"lift_env_steps_per_s": out}
+
+
+def generate_figures(demos: int) -> dict:
+    from cdp_jax.datasets.generators import robomimic_scripted
+    from cdp_jax.datasets.robomimic_hdf5 import load_transitions
+    from experiments.configs.robomimic import IMAGE_OBS_KEYS
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "image.hdf5")
+        report = robomimic_scripted.generate("lift", path, demos, seed=1, progress=False, image_size=84)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        data, info = load_transitions(path, obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        file_bytes = os.path.getsize(path)
+    frames = int(data.frames.shape[0])
+    per_frame = data.frames.nbytes / frames
+    per_demo = frames / demos
+    return dict(lift_image_demos=demos, seconds_per_demo=report["seconds"] / demos, frames=frames,
+                frames_per_demo=per_demo, file_mib=file_bytes / 2**20, device_frame_bytes=per_frame,
+                load_peak_rss_growth_mib=peak / 2**20,
+                load_peak_mib_per_frame=peak / frames / 2**20,
+                extrapolated_200_generated_demos_mib=200 * per_demo * peak / frames / 2**20,
+                extrapolated_200_ph_demos_mib=200 * PH_LIFT_FRAMES_PER_DEMO * peak / frames / 2**20)
+
+
+def train_figures(steps: int) -> dict:
+    from cdp_jax import robomimic_env as R
+    image = dict(cameras=R.CAMERAS, height=84, width=84, crop=76, low_dim=9, obs_steps=2, emb_dim=256)
+    obs_dim = 2 * (9 + 2 * 84 * 84 * 3)
+    pearce = dict(network="pearce", obs_dim=obs_dim, act_dim=7, batch_size=64, image=image)
+    unet = dict(network="unet", obs_dim=obs_dim, act_dim=112, batch_size=64, horizon=16, image=image)
+    out = {"pearce": steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **pearce),
+           "cdp_pearce_exact": steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, **pearce),
+           "dp_unet": steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **unet),
+           "cdp_unet_1_probe": steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=1, **unet)}
+    return {"updates_per_s_batch64": out,
+            "cdp_over_dbc_step_time": {"pearce": out["pearce"] / out["cdp_pearce_exact"],
+                                       "unet": out["dp_unet"] / out["cdp_unet_1_probe"]}}
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out", "benchmarks/results/images_cpu.json", "the JSON file to (re)write", flag_values=fv)
+    flags.DEFINE_integer("demos", 10, "image demos to generate and load", flag_values=fv)
+    flags.DEFINE_integer("steps", 4, "update steps per timed call", flag_values=fv)
+    flags.DEFINE_list("parts", list(PARTS), f"comma list of {PARTS}", flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
+    if set(args.parts) - set(PARTS):
+        print(f"error: --parts names unknown parts {sorted(set(args.parts) - set(PARTS))}; choose from {PARTS}",
+              file=sys.stderr)
+        return 2
+    import jax
+    figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
+    measure = {"render": render_figures, "generate": lambda: generate_figures(args.demos),
+               "train": lambda: train_figures(args.steps)}
+    for part in args.parts:
+        figures.update(measure[part]())
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        atomic_write_text(args.out, json.dumps(figures, indent=1))
+        print(json.dumps(figures, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.image_throughput", *sys.argv[1:]], __doc__, define_flags, main))
