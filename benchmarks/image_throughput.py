@@ -10,13 +10,14 @@
   extrapolated to 200 demos of the generated length and of PH Lift's (about 48 frames).
 * ``train``: update steps/s on 84 x 84 two-camera observations (ResNet-18 GroupNorm per camera, crops to 76,
   obs history 2, batch 64): the Pearce MLP (one action) at γ = 0 and 0.1, DP-Unet and CDP-Unet (chunk 16 x 7,
-  one probe). The contraction term acts on the actions only, so its cost ratio should stay near the low-dim one.
+  one probe; a quarter of ``--steps`` per timed call: a UNet step takes seconds on a CPU). The contraction term
+  acts on the actions only, so its cost ratio should stay near the low-dim one.
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,9 +54,8 @@ def generate_figures(demos: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "image.hdf5")
         report = robomimic_scripted.generate("lift", path, demos, seed=1, progress=False, image_size=84)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        data, info = load_transitions(path, obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = _load_peak_bytes(path)
+        data, _ = load_transitions(path, obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
         file_bytes = os.path.getsize(path)
     frames = int(data.frames.shape[0])
     per_frame = data.frames.nbytes / frames
@@ -68,19 +68,45 @@ def generate_figures(demos: int) -> dict:
                 extrapolated_200_ph_demos_mib=200 * PH_LIFT_FRAMES_PER_DEMO * peak / frames / 2**20)
 
 
-def train_figures(steps: int) -> dict:
+_LOAD = """
+import sys
+import jax.numpy as jnp
+from cdp_jax.datasets.robomimic_hdf5 import load_transitions
+from experiments.configs.robomimic import IMAGE_OBS_KEYS
+def status(key):
+    return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
+jnp.zeros(1).block_until_ready()
+open("/proc/self/clear_refs", "w").write("5")          # resets the peak (VmHWM) to the current size
+before = status("VmRSS:")
+data, _ = load_transitions(sys.argv[1], obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
+data.frames.block_until_ready()
+print(status("VmHWM:") - before)
+"""
+
+
+def _load_peak_bytes(path: str) -> int:
+    """Peak resident-set growth of loading ``path`` in a fresh process (after its imports and JAX's start; Linux:
+    the peak is reset through ``/proc/self/clear_refs``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _LOAD, path], cwd=root, capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def train_figures(steps: int, record) -> None:
+    """Records each figure as soon as it is measured (a UNet step on images takes tens of seconds on a CPU)."""
     from cdp_jax import robomimic_env as R
     image = dict(cameras=R.CAMERAS, height=84, width=84, crop=76, low_dim=9, obs_steps=2, emb_dim=256)
     obs_dim = 2 * (9 + 2 * 84 * 84 * 3)
     pearce = dict(network="pearce", obs_dim=obs_dim, act_dim=7, batch_size=64, image=image)
     unet = dict(network="unet", obs_dim=obs_dim, act_dim=112, batch_size=64, horizon=16, image=image)
-    out = {"pearce": steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **pearce),
-           "cdp_pearce_exact": steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, **pearce),
-           "dp_unet": steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **unet),
-           "cdp_unet_1_probe": steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=1, **unet)}
-    return {"updates_per_s_batch64": out,
-            "cdp_over_dbc_step_time": {"pearce": out["pearce"] / out["cdp_pearce_exact"],
-                                       "unet": out["dp_unet"] / out["cdp_unet_1_probe"]}}
+    out = {}
+    for name, gamma, probes, kw, n in (("pearce", 0.0, 0, pearce, steps), ("cdp_pearce_exact", 0.1, 0, pearce, steps),
+                                       ("dp_unet", 0.0, 0, unet, max(1, steps // 4)),
+                                       ("cdp_unet_1_probe", 0.1, 1, unet, max(1, steps // 4))):
+        out[name] = steps_per_second("dbc", "frobenius", 1.0, gamma, n, num_probes=probes, **kw)
+        ratios = {k: out[a] / out[b] for k, a, b in (("pearce", "pearce", "cdp_pearce_exact"),
+                                                     ("unet", "dp_unet", "cdp_unet_1_probe")) if b in out}
+        record({"updates_per_s_batch64": dict(out), "cdp_over_dbc_step_time": ratios})
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -97,13 +123,16 @@ def main(_, args: flags.FlagValues) -> int:
         return 2
     import jax
     figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
-    measure = {"render": render_figures, "generate": lambda: generate_figures(args.demos),
-               "train": lambda: train_figures(args.steps)}
-    for part in args.parts:
-        figures.update(measure[part]())
+    def record(new: dict) -> None:
+        figures.update(new)
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         atomic_write_text(args.out, json.dumps(figures, indent=1))
-        print(json.dumps(figures, indent=1), flush=True)
+        print(json.dumps(new), flush=True)
+
+    measure = {"render": lambda: record(render_figures()), "generate": lambda: record(generate_figures(args.demos)),
+               "train": lambda: train_figures(args.steps, record)}
+    for part in args.parts:
+        measure[part]()
     return 0
 
 

@@ -95,7 +95,7 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         kitchen = d4rl_kitchen.get_config("complete")
         out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
                            weight_temperature=kitchen.agent_config.weight_temperature))
-        return out + robomimic_datasets(("lift", "can"))
+        return out + robomimic_datasets(("lift", "can", "lift-image", "can-image"))
     if preset == "gpu":
         return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
     # DQL diverges at eta = 1 on the generated PointMaze (measured), so its PointMaze rows use 0.1, said in table1.md.
@@ -111,9 +111,11 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
 
 
 def robomimic_datasets(tasks, demos: int = 200) -> list[Dataset]:
-    """Generated robomimic demonstrations (scripted; the PH files need a network and robomimic's download)."""
-    return [Dataset(f"robomimic/{t}/scripted/low_dim.hdf5", f"robomimic-{t}", demos, imitation=False, robomimic=t)
-            for t in tasks]
+    """Generated robomimic demonstrations (scripted; the PH files need a network and robomimic's download);
+    ``TASK-image`` tasks carry both cameras (Table 2's "-H" rows)."""
+    from experiments.configs.robomimic import get_config
+    return [Dataset(get_config(t).dataset_id, f"robomimic-{t.removesuffix('-image')}", demos, imitation=False,
+                    robomimic=t) for t in tasks]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +145,8 @@ def jobs_for(datasets: list[Dataset], budget: Budget) -> list[Job]:
         stem = ds.dataset_id.replace("/", "_")
         if ds.robomimic:
             jobs += [Job(f"{stem}-{b}", ds, "bc_gmm" if b == "bc_gmm" else "dbc", robomimic_jobs.FRACTIONS,
-                         (0.0,) if b == "bc_gmm" else (0.0, CDP_GAMMA), b) for b in budget.robomimic_backbones]
+                         (0.0,) if b == "bc_gmm" else (0.0, CDP_GAMMA), b) for b in budget.robomimic_backbones
+                     if not (b == "bc_gmm" and ds.robomimic.endswith("-image"))]     # BC-GMM: low-dim only
             continue
         jobs.append(Job(f"{stem}-edp", ds, "edp", ds.fractions or budget.fractions, (0.0, CDP_GAMMA)))
         jobs += [Job(f"{stem}-{agent}", ds, agent, (1.0,), (0.0,)) for agent in ("bc", "dql", "idql")]

@@ -38,14 +38,15 @@ def relabel(rows: list[dict], backbone: str) -> list[dict]:
 def table(rows, dataset_id: str, task: str, provenance: str, paper, gamma: float, backbones, cell, fmt,
           paper_value) -> list[str]:
     """Markdown lines: success rate at 100% data (Table 2) and average reward at 10% (Robomimic-Limited)."""
-    row = f"{task.capitalize()}-L"
-    lines = [f"### {task.capitalize()}: {provenance}", "",
+    image = task.endswith("-image")
+    row = f"{task.removesuffix('-image').capitalize()}-{'H' if image else 'L'}"     # the paper's row names
+    lines = [f"### {row} ({'two cameras' if image else 'low-dim'}): {provenance}", "",
              "| backbone | γ | success rate, 100% data (paper) | average reward, 10% data (paper, read off) |",
              "|---|---|---|---|"]
     for backbone in backbones:
         name, table_0, table_g, limited_0, limited_g = COLUMNS[backbone]
         for g, t_col, l_col in ((0.0, table_0, limited_0), (gamma, table_g, limited_g)):
-            if backbone == "bc_gmm" and g > 0:
+            if backbone == "bc_gmm" and (g > 0 or image):
                 continue
             success = fmt(*cell(rows, dataset_id, name, 1.0, g, "success"), 2)
             reward = fmt(*cell(rows, dataset_id, name, 0.1, g, "return"), 1)

@@ -98,3 +98,16 @@ def test_presets():
     assert {j.backbone for j in full if j.backbone} == {"pearce", "unet", "dit", "bc_gmm"}
     cfg = pt.sweep_config(jobs[0], pt.BUDGETS["offline"])
     assert cfg.gammas == (0.0, pt.CDP_GAMMA) and cfg.seeds == 3 and 0.05 in cfg.data_fractions
+
+
+def test_full_preset_has_the_image_rows_of_table2():
+    images = [d for d in pt.preset_datasets("full", set(), 0) if d.robomimic.endswith("-image")]
+    assert [d.dataset_id for d in images] == ["robomimic/lift/scripted/image.hdf5", "robomimic/can/scripted/image.hdf5"]
+    jobs = pt.jobs_for(images, pt.BUDGETS["full"])
+    assert [j.backbone for j in jobs] == ["pearce", "unet", "dit"] * 2             # no BC-GMM on pixels
+    cfg = pt.sweep_config(jobs[1], pt.BUDGETS["full"])
+    assert (cfg.batch_size, cfg.generate_image_size, cfg.agent_config.diffusion.network) == (64, 84, "unet")
+    assert "agentview_image" in cfg.obs_keys and cfg.agent_config.diffusion.image.crop == 76
+    lines = pt.robomimic_jobs.table([], images[0].dataset_id, "lift-image", "generated", {}, pt.CDP_GAMMA,
+                                    ("pearce",), lambda *a: (math.nan, math.nan), lambda *a: "–", lambda *a: math.nan)
+    assert lines[0] == "### Lift-H (two cameras): generated" and len(lines) == 7     # heading, header, 2 rows

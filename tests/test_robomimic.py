@@ -167,6 +167,7 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     cfg.subset_seed, cfg.obs_normalization = 42, "minmax"
     cfg.seeds, cfg.data_fractions, cfg.gammas = 1, (1.0, 0.5), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.batch_size = 10, 10, 1, 16
+    cfg.eval_max_steps = 40                                 # ten chunks of four actions, not Lift's 400 steps
     cfg.consistency_states, cfg.consistency_samples = 4, 2
     sweep = Sweep(cfg, str(tmp_path / "sweep"), progress=False)
     rows = sweep.run()
