@@ -111,9 +111,10 @@ def agent_config(cfg, image_layout: dict | None = None) -> ml_collections.Config
     if "diffusion" in out:
         out.diffusion.chunk_horizon = int(cfg.sequence.horizon)      # chunk networks reshape [H * act_dim]
     if image_layout is not None:
-        if "diffusion" not in out:
+        if cfg.agent != "dbc":
             raise ValueError(f"agent {cfg.agent!r} cannot take image observations (dataset {cfg.dataset_id!r} has "
-                             f"cameras {list(image_layout['cameras'])}); use a diffusion agent such as 'dbc'")
+                             f"cameras {list(image_layout['cameras'])}); use agent 'dbc' (DBC/CDP-IL, DP-Unet, "
+                             f"DP-DiT with --config.agent_config.diffusion.network)")
         out.diffusion.image.update(dict(image_layout, cameras=tuple(image_layout["cameras"])))
     from cdp_jax.diffusion import validate_config
     if "diffusion" in out:

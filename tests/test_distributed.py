@@ -1,7 +1,6 @@
 """One sweep over two local CPU processes (jax.distributed, coordinator on 127.0.0.1): the same results as one
 process, member for member; only process 0 writes; a resume after killing both reproduces them."""
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,11 +10,14 @@ import numpy as np
 import pytest
 
 from cdp_jax import results
-from tests.test_reliability import CONFIG, ROOT
+from tests.test_reliability import ROOT, kill_group
 
-DISTRIBUTED = CONFIG.replace("tiny_config(num_steps=200, eval_every=10)",
-                             "tiny_config(num_steps=40, eval_every=20, distributed=True)")
-SINGLE = CONFIG.replace("tiny_config(num_steps=200, eval_every=10)", "tiny_config(num_steps=40, eval_every=20)")
+TINY = """
+from tests.test_sweep import tiny_config
+def get_config():
+    return tiny_config(num_steps=40, eval_every=20{extra})
+"""
+DISTRIBUTED, SINGLE = TINY.format(extra=", distributed=True"), TINY.format(extra="")
 
 
 def outputs(workdir) -> dict:
@@ -83,8 +85,7 @@ def test_two_processes_killed_then_resumed_give_the_single_process_results(confi
         time.sleep(0.2)
     assert os.path.isdir(workdir / "checkpoints" / "20"), "no first checkpoint"
     for p in procs:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.communicate()
+        kill_group(p)
     outs = finish(launch(root / "two.py", workdir, free_port()))
     assert_same(outputs(str(workdir)), reference)
     assert "results:" in outs[0][0] and "results:" not in outs[1][0]       # only process 0 reports

@@ -94,6 +94,11 @@ def test_image_agents_hold_the_encoder_in_each_members_parameters():
     d.image.crop = 40
     with pytest.raises(ValueError, match=r"crop 40 must be in \[1, min\(height, width\) = 32\]"):
         agent_class("dbc").create(cfg, HParams(), jax.random.PRNGKey(0), LAYOUT.size, 7)
+    from cdp_jax.config import agent_config
+    from experiments.configs.robomimic import get_config
+    sweep_cfg = get_config("lift,bc_gmm")
+    with pytest.raises(ValueError, match="agent 'bc_gmm' cannot take image observations"):
+        agent_config(sweep_cfg, dict(obs_steps=2, low_dim=9, cameras=("agentview_image",), height=84, width=84))
 
 
 @pytest.fixture(scope="module")

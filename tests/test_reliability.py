@@ -37,6 +37,20 @@ def outputs(workdir):
             "summary.md": read("summary.md")}
 
 
+def kill_group(proc) -> None:
+    """SIGKILLs a run's whole process group and waits until every member is gone: the parent is reaped at once,
+    but a child that shares the workdir lock's open file can outlive it by a moment."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
 def wait_for_results(proc, workdir, since: float, timeout: float = 300) -> bool:
     """Waits until ``results.csv`` is rewritten after ``since`` (True) or the process ends (False)."""
     path, deadline = os.path.join(workdir, "results.csv"), time.time() + timeout
@@ -77,8 +91,7 @@ def test_random_sigkills_then_the_same_command_give_the_uninterrupted_files(refe
         if not wait_for_results(proc, workdir, time.time()):
             break                                                      # finished before it could be killed
         time.sleep(rng.uniform(0.0, 2.0) * chunk_seconds)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
         kills += 1
     assert kills == 10
     proc = subprocess.run(cli(config, workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -125,6 +138,5 @@ def test_a_second_writer_is_refused_at_once_and_the_first_is_undisturbed(referen
     assert outputs(workdir) == expected
     proc = start(config, workdir)                 # a killed holder leaves no stuck lock
     time.sleep(3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     sweep.Sweep(tiny_config(num_steps=STEPS, eval_every=EVAL_EVERY), str(workdir)).lock.release()
