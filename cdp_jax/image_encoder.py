@@ -59,11 +59,6 @@ class ImageLayout:
         pix = obs[..., n_low:].reshape(*b, self.obs_steps, len(self.cameras), self.height, self.width, 3)
         return low, pix
 
-    def low_dim_mask(self):
-        """``[size]`` bool, True on the low-dim numbers (what a normaliser may rescale; pixels stay 0..255)."""
-        import numpy as np
-        return np.arange(self.size) < self.obs_steps * self.low_dim
-
 
 def crop_offsets(key: jax.Array, batch: int, layout: ImageLayout, train: bool) -> jax.Array:
     """``[batch, cameras, 2]`` int top-left corners: uniform over the valid range in training, the centre in

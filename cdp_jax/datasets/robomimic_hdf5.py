@@ -231,21 +231,22 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
     history = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1))
     following = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1) + 1)
     chunk = _clamped(starts, lengths, np.arange(horizon))
-    obs = demos.observations[history].reshape(n, obs_steps * obs_dim)
-    stats = obs
-    rows = lambda idx: demos.observations[idx].reshape(n, obs_steps * obs_dim)
-    image_layout, frames, full_dim = None, None, obs.shape[1]
-    if demos.frames is not None:
+    stats = demos.observations[history].reshape(n, obs_steps * obs_dim)     # the low-dim history of each row
+    following_low = demos.observations[following].reshape(n, obs_steps * obs_dim)
+    observations, next_observations = stats, following_low
+    image_layout, frames, full_dim = None, None, stats.shape[1]
+    if demos.frames is not None:                  # rows end with their history's frame indices (Transitions.rows)
         _, cams, height, width, _ = demos.frames.shape
         image_layout = dict(obs_steps=obs_steps, low_dim=obs_dim, cameras=demos.cameras, height=height, width=width)
-        rows = lambda idx: np.concatenate([demos.observations[idx].reshape(n, -1), idx.astype(np.float32)], axis=1)
+        observations = np.concatenate([stats, history.astype(np.float32)], axis=1)
+        next_observations = np.concatenate([following_low, following.astype(np.float32)], axis=1)
         frames = jnp.asarray(demos.frames.reshape(n, -1))
         full_dim += obs_steps * cams * height * width * 3
     ends = np.zeros(n, np.float32)
     ends[starts + lengths - 1] = 1.0
-    data = Transitions(observations=jnp.asarray(rows(history)),
+    data = Transitions(observations=jnp.asarray(observations),
                        actions=jnp.asarray(demos.actions[chunk].reshape(n, -1)), rewards=jnp.asarray(demos.rewards),
-                       next_observations=jnp.asarray(rows(following)), terminals=jnp.asarray(ends),
+                       next_observations=jnp.asarray(next_observations), terminals=jnp.asarray(ends),
                        truncations=jnp.zeros(n, jnp.float32), episode_ends=jnp.asarray(ends), frames=frames,
                        frame_steps=obs_steps if frames is not None else 0)
     spec = robomimic_env.gym_spec(demos.env_args, demos.obs_keys, obs_steps, horizon, action_steps, eval_max_steps)
