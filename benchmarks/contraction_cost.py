@@ -60,13 +60,13 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
     batch = {"observations": obs,
              "actions": jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), (batch_size, act_dim))),
              "rewards": jnp.ones(batch_size), "next_observations": obs, "terminals": jnp.zeros(batch_size)}
-    step = (lambda a, k: jax.vmap(lambda m: m.update(batch, k))(a)) if members else (lambda a, k: a.update(batch, k))
-
     @jax.jit
-    def run(agent, key):
+    def run(agent, batch, key):        # the batch is an argument: an embedded constant is folded at compile time
+        step = ((lambda a, k: jax.vmap(lambda m: m.update(batch, k))(a)) if members
+                else (lambda a, k: a.update(batch, k)))
         return jax.lax.scan(step, agent, jax.random.split(key, steps))[0]
 
-    return steps / median_seconds(run, agent, key, repeats=3 if steps < 20 else 5)
+    return steps / median_seconds(run, agent, batch, key, repeats=3 if steps < 20 else 5)
 
 
 def table(title: str, base: float, variants: list[tuple[str, float]]) -> list[dict]:
