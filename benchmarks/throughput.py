@@ -8,7 +8,8 @@ Figures (Hopper shapes: obs 11, act 3, batch 256, T = 50, DQL MLP, 15-step DPM-S
 members, half EDP (γ 0) and half CDP (γ 0.1), trained by the sweep's own ``make_train_chunk``, against N separate
 single runs; ``dbc_cdp_grid``: the same for DBC/CDP-IL members; sampler actions/s; evaluation env-steps/s over a
 grid against raw gymnasium stepping; and ``sweep_eval_share``: the share of wall time that evaluation takes in a
-real ``Sweep`` of ``--sweep_members`` EDP/CDP members on a generated PointMaze-UMaze dataset.
+real ``Sweep`` of ``--sweep_members`` EDP/CDP members on a generated PointMaze-UMaze dataset, sequential and with
+``eval_overlap`` (``sweep_eval_share_overlapped``; the ``sweep`` part reserves the evaluation's host device).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from benchmarks.timing import median_seconds
 from cdp_jax.agents.base import HParams
 from cdp_jax.agents.edp import EDPAgent, default_config
 from cdp_jax.envpool import register_robotics_envs
+from cdp_jax.eval_overlap import reserve_host_device, training_devices
 from cdp_jax.io import atomic_write_text
 
 register_robotics_envs()
@@ -72,9 +74,10 @@ def eval_env_steps_per_second(members: int = 8, envs: int = 5, steps: int = 100)
     return grid, 5000 / (time.perf_counter() - start)
 
 
-def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10) -> dict:
+def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10, overlap: bool = False) -> dict:
     """Timing of a real EDP/CDP sweep of ``members`` members (seeds x γ ∈ {0, 0.1}) on a 100k-step PointMaze-UMaze
-    dataset generated in a temporary Minari root: train, evaluation and write seconds, and the evaluation share."""
+    dataset generated in a temporary Minari root: train, evaluation and write seconds, and the evaluation share
+    (the wall time the training loop waits for evaluation). ``overlap``: evaluation overlapped with training."""
     from cdp_jax.config import base_config
     from cdp_jax.sweep import Sweep
     root = tempfile.mkdtemp(prefix="cdp-bench-")
@@ -82,10 +85,12 @@ def sweep_eval_share(members: int, steps: int = 2000, episodes: int = 10) -> dic
     cfg = base_config()
     cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/pointmaze/umaze-v0", "pointmaze-umaze", 100_000
     cfg.agent, cfg.seeds, cfg.gammas, cfg.data_fractions = "edp", max(1, members // 2), (0.0, 0.1), (1.0,)
-    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_workers = steps, steps // 2, episodes, 0
+    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_workers = steps, steps // 4, episodes, 0
+    cfg.eval_overlap = overlap
     sweep = Sweep(cfg, os.path.join(root, "run"), progress=False)
     sweep.run()
-    return dict(members=sweep.grid.size, steps=steps, eval_episodes=episodes, evaluations=2, **sweep.timing)
+    return dict(members=sweep.grid.size, steps=steps, eval_episodes=episodes, evaluations=4, eval_overlap=overlap,
+                **sweep.timing)
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -102,7 +107,9 @@ def main(_, args: flags.FlagValues) -> int:
     if parts - set(PARTS):
         print(f"error: --only names unknown parts {sorted(parts - set(PARTS))}; choose from {PARTS}", file=sys.stderr)
         return 2
-    figures = dict(device=f"{jax.devices()[0].device_kind} x{jax.device_count()}", jax=jax.__version__,
+    if "sweep" in parts:                            # the overlapped sweep evaluates on a host device of its own
+        reserve_host_device()
+    figures = dict(device=f"{jax.devices()[0].device_kind} x{len(training_devices(False))}", jax=jax.__version__,
                    date=time.strftime("%Y-%m-%d"), steps_per_timed_call=args.steps)
 
     def record(**kw):
@@ -135,6 +142,7 @@ def main(_, args: flags.FlagValues) -> int:
         record(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
     if "sweep" in parts:
         record(sweep_eval_share=sweep_eval_share(args.sweep_members))
+        record(sweep_eval_share_overlapped=sweep_eval_share(args.sweep_members, overlap=True))
     return 0
 
 

@@ -25,6 +25,7 @@ from cdp_jax import distributed
 from cdp_jax.agents.base import HParams
 from cdp_jax.config import seeds_of
 from cdp_jax.datasets import Subsets, Transitions, make_subsets, sample_batch
+from cdp_jax.eval_overlap import training_devices
 
 # The memory heuristic's activation estimate per member: batch rows x the widest layer (512) x about 64 live
 # activations of that width per row in one update (forward, backward, JVPs, the critic-target sampler) x 4 bytes.
@@ -122,8 +123,10 @@ class GridLayout:
     mesh: object
 
     @classmethod
-    def plan(cls, gammas, chunk: int) -> "GridLayout":
-        n_dev = jax.device_count()
+    def plan(cls, gammas, chunk: int, devices=None) -> "GridLayout":
+        """``devices``: those the grid trains on (default: :func:`cdp_jax.eval_overlap.training_devices`)."""
+        devices = list(devices or training_devices(False))
+        n_dev = len(devices)
         groups = []
         for on in (False, True):
             members = [i for i, g in enumerate(gammas) if (float(g) > 0) == on]
@@ -133,7 +136,8 @@ class GridLayout:
             for start in range(0, len(members), size):
                 part = members[start:start + size]
                 groups.append((tuple(part + [part[-1]] * (size - len(part))), on))
-        mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,)) if n_dev > 1 else None
+        mesh = jax.make_mesh((n_dev,), ("grid",), axis_types=(jax.sharding.AxisType.Auto,),
+                             devices=devices) if n_dev > 1 else None
         return cls(len(gammas), tuple(groups), mesh)
 
     @property

@@ -8,6 +8,7 @@ generator) -> ``build_grid`` -> ``init_agents`` (vmap of ``Agent.create``) -> ch
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.datasets.robomimic_hdf5 import is_robomimic, resolve_path
 from cdp_jax.datasets.robomimic_hdf5 import load_transitions as load_robomimic
+from cdp_jax.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
 from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk, with_contraction
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
@@ -152,6 +154,11 @@ class Sweep:
                             actions=jnp.asarray(norm.to_agent_action(data.actions), jnp.float32))
         grid = build_grid(cfg, data.size, info.episode_starts)
         acfg = agent_config(cfg, info.image_layout)
+        eval_device = evaluation_device() if cfg.eval_overlap else None
+        if cfg.eval_overlap and eval_device is None:
+            raise ValueError("eval_overlap needs a device to evaluate on beside the training devices, and JAX has "
+                             "one host device only: run through `python -m experiments.sweep` (it adds one), or "
+                             "call cdp_jax.eval_overlap.reserve_host_device() right after importing jax")
         # Everything is checked: only now does the workdir change.
         primary = distributed.is_primary()
         if self.fresh and primary:
@@ -165,7 +172,8 @@ class Sweep:
         diverged = jnp.zeros(grid.size, bool)
 
         layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
-            sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size))
+            sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size),
+            training_devices(cfg.eval_overlap))
         if distributed.multi_process():             # the dataset, whole on every device of every process
             data = distributed.put(data, jax.sharding.NamedSharding(layout.mesh, jax.sharding.PartitionSpec()))
 
@@ -196,66 +204,101 @@ class Sweep:
         boards = MemberBoards(self.workdir, grid.members, cfg.tensorboard and primary)
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
         wall_before = max((r["wall_time"] for r in rows), default=0.0)
-        self.timing = dict(train_s=0.0, eval_s=0.0, write_s=0.0)
+        self.timing = dict(train_s=0.0, eval_s=0.0, eval_wait_s=0.0, write_s=0.0)
+        loop_start = time.perf_counter()
+
+        def evaluate(done, agents, diverged, seeds, probe_obs, probe_act):
+            return self._evaluate(agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, done)
+
+        def record(done, chunk_state, metrics, new_rows):
+            """Everything after a chunk's evaluation: rows, metrics, TensorBoard, results files, checkpoint."""
+            t0 = time.perf_counter()
+            rows.extend(dict(r, wall_time=round(wall_before + t0 - loop_start, 2)) for r in new_rows)
+            metrics = distributed.to_host(metrics)
+            new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
+                           for i, m in enumerate(grid.members)]
+            train_metrics.extend(new_metrics)
+            boards.log(done, [{**{f"train/{k}": m[k] for k in metrics},
+                               **{f"eval/{k}": r[k] for k in EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
+            if primary:
+                results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
+                results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
+                                  ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
+            ckpt.save(done, chunk_state)
+            self.timing["write_s"] += time.perf_counter() - t0
+            bar.update(cfg.eval_every)
+            latest = rows[-grid.size:]
+            metric = results.headline_metric(latest)
+            bar.set_postfix({metric: f"{np.nanmean([r[metric] for r in latest]):.2f}"})
+            if self.stop_signal is not None and done < cfg.num_steps:
+                raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
+                                   f"saved); rerun the same command to resume", self.stop_signal)
+
+        def collect(pending):
+            """Waits for an overlapped evaluation and records its chunk."""
+            done, future, chunk_state, metrics = pending
+            t0 = time.perf_counter()
+            new_rows, seconds = future.result()
+            self.timing["eval_wait_s"] += time.perf_counter() - t0
+            self.timing["eval_s"] += seconds
+            record(done, chunk_state, metrics, new_rows)
+
+        evaluator = BackgroundEvaluator(eval_device) if cfg.eval_overlap else None
+        pending = None          # overlap: (step, future, snapshot) of the chunk under evaluation
         try:
             for step in range(start, cfg.num_steps, cfg.eval_every):
                 t0 = time.perf_counter()
-                agents, diverged = state["agents"], state["diverged"]
-                parts = []
-                for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
-                    group = with_contraction(layout.group(agents, k), on)
-                    leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
-                    new, div, met = train_chunk(group, *leaves, step)
-                    parts.append((new.replace(config=agents.config), div, met))
-                agents, diverged, metrics = (layout.join([p[i] for p in parts]) for i in range(3))
-                jax.block_until_ready((agents, metrics))
-                t1 = time.perf_counter()
-                done = step + cfg.eval_every
-                new_rows = self._evaluate(agents, diverged, act, info, norm, grid, done, probe_obs, probe_act)
-                t2 = time.perf_counter()
-                self.timing["train_s"] += t1 - t0
-                self.timing["eval_s"] += t2 - t1
-                wall = wall_before + sum(self.timing.values())
-                rows += [dict(r, wall_time=round(wall, 2)) for r in new_rows]
-                metrics = distributed.to_host(metrics)
-                new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
-                               for i, m in enumerate(grid.members)]
-                train_metrics += new_metrics
-                boards.log(done, [{**{f"train/{k}": m[k] for k in metrics},
-                                   **{f"eval/{k}": r[k] for k in EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
-                state = {"agents": agents, "diverged": diverged}
-                if primary:
-                    results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
-                    results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
-                                      ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
-                ckpt.save(done, state)
-                self.timing["write_s"] += time.perf_counter() - t2
-                bar.update(cfg.eval_every)
-                scores = [r["normalized_score"] for r in rows[-grid.size:]]
-                bar.set_postfix(score=f"{np.nanmean(scores):.1f}" if np.isfinite(scores).any() else "n/a")
-                if self.stop_signal is not None and done < cfg.num_steps:
-                    raise SweepStopped(f"stopped by {self.stop_signal} at step {done} of {cfg.num_steps} (checkpoint "
-                                       f"saved); rerun the same command to resume", self.stop_signal)
+                agents, diverged, metrics = self._train(train_chunk, layout, grid, state, step)
+                self.timing["train_s"] += time.perf_counter() - t0
+                state, done = {"agents": agents, "diverged": diverged}, step + cfg.eval_every
+                if evaluator is None:
+                    t1 = time.perf_counter()
+                    new_rows = evaluate(done, agents, diverged, grid.seeds, probe_obs, probe_act)
+                    self.timing["eval_s"] += time.perf_counter() - t1
+                    self.timing["eval_wait_s"] += time.perf_counter() - t1
+                    record(done, state, metrics, new_rows)
+                    continue
+                if pending is not None:             # chunk k's evaluation ran while chunk k + 1 trained
+                    collect(pending)
+                future = evaluator.submit(functools.partial(evaluate, done), agents, diverged, grid.seeds,
+                                          probe_obs, probe_act)
+                pending = (done, future, state, metrics)
+            if pending is not None:
+                collect(pending)
         finally:                                    # finished, stopped or failed: nothing left open
+            if evaluator is not None:
+                evaluator.close()
             bar.close()
             ckpt.close()
             boards.close()
-        total = sum(self.timing.values())
-        self.timing["eval_share"] = self.timing["eval_s"] / total if total else 0.0
+        self.timing["wall_s"] = time.perf_counter() - loop_start
+        self.timing["eval_share"] = self.timing["eval_wait_s"] / self.timing["wall_s"] if rows else 0.0
         if primary:
             atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
             self.finish(rows)
         self.agents, self.grid, self.info = state["agents"], grid, info
         return rows
 
-    def _evaluate(self, agents, diverged, act, info, norm, grid, step, probe_obs, probe_act):
+    def _train(self, train_chunk, layout, grid, state, step):
+        """One chunk of ``eval_every`` steps for every compiled group; returns ``(agents, diverged, metrics)``."""
+        agents, diverged = state["agents"], state["diverged"]
+        parts = []
+        for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
+            group = with_contraction(layout.group(agents, k), on)
+            leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
+            new, div, met = train_chunk(group, *leaves, step)
+            parts.append((new.replace(config=agents.config), div, met))
+        out = tuple(layout.join([p[i] for p in parts]) for i in range(3))
+        return jax.block_until_ready(out)
+
+    def _evaluate(self, agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, step):
         """Rows of all members; across processes each one evaluates its own block of members."""
         cfg = self.cfg
         block = distributed.local_block(grid.size)
         if distributed.multi_process():        # this process's members, as local arrays (one process: all, as is)
             agents = jax.tree.map(lambda x: jnp.asarray(x[block]), distributed.to_host(agents))
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(
-            grid.seeds[block])
+            seeds[block])
         scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
                                      workers=cfg.eval_workers or os.cpu_count(), return_clip=tuple(cfg.eval_return_clip))
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)

@@ -26,6 +26,9 @@ def main(argv):
     from cdp_jax.sweep import Sweep
     cfg = _CONFIG.value
     enable_compilation_cache()
+    if cfg.get("eval_overlap", False):
+        from cdp_jax.eval_overlap import reserve_host_device
+        reserve_host_device()
     from cdp_jax import distributed
     if cfg.get("distributed", False):
         distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -1,4 +1,5 @@
 """experiments.sweep: one vmapped program equals members alone; resume; divergence; CLI; bad input."""
+import json
 import os
 import subprocess
 import sys
@@ -161,6 +162,30 @@ def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
 
 
+def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_path):
+    """eval_overlap: chunk k is evaluated on a second host device while chunk k + 1 trains; results.csv, the
+    training metrics and the final checkpoint equal the sequential run's, wall_time aside."""
+    script = (
+        "import sys, json; sys.path.insert(0, %r); from cdp_jax.eval_overlap import reserve_host_device; "
+        "reserve_host_device(); from tests.test_sweep import tiny_config, run; "
+        "s, rows = run(tiny_config(eval_overlap=True, num_steps=60), %r); print(json.dumps(s.timing))"
+    ) % (ROOT, str(tmp_path / "overlap"))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    timing = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert timing["eval_s"] > 0 and timing["eval_wait_s"] <= timing["wall_s"] and 0 <= timing["eval_share"] < 1
+    sequential, _ = run(tiny_config(num_steps=60), tmp_path / "sequential")
+    for name in ("results.csv", "train_metrics.csv"):
+        a, b = (results.read_csv(tmp_path / w / name) for w in ("overlap", "sequential"))
+        assert len(a) == len(b) == 8 * 3
+        assert [{k: v for k, v in r.items() if k != "wall_time"} for r in a] == \
+            [{k: v for k, v in r.items() if k != "wall_time"} for r in b], name
+    ckpt = Checkpoints(str(tmp_path / "overlap"))
+    restored = ckpt.restore_latest({"agents": sequential.agents, "diverged": jnp.zeros(8, bool)})[1]
+    ckpt.close()
+    chex.assert_trees_all_equal(restored["agents"].params, sequential.agents.params)
+
+
 def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_path):
     whole, whole_rows = run(tiny_config(), tmp_path / "whole")
     chunked, chunked_rows = run(tiny_config(grid_chunk=3), tmp_path / "chunked")   # 4 + 4 members -> 2 + 2 groups
@@ -212,6 +237,7 @@ def test_other_paper_configs_carry_the_official_settings(path, task, dataset_id,
     (dict(seeds=(0, 0)), "seeds has repeated values"),
     (dict(data_fractions=(1e-9,)), "keeps only 1 of 600 transitions, fewer than one batch"),
     (dict(dataset_id="local/toy/raech-v0"), "is not local, and generator 'toy-reach' writes 'local/toy/reach-v0'"),
+    (dict(eval_overlap=True), "eval_overlap needs a device to evaluate on"),
 ])
 def test_bad_input_found_at_run_start_writes_nothing(minari_root, tmp_path, overrides, message):
     import minari
