@@ -92,7 +92,24 @@ def fmt_number(x: float, digits: int = 1) -> str:
     return "–" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def summary_markdown(rows: list[dict], metric: str = "normalized_score") -> str:
+def headline_metric(rows: list[dict]) -> str:
+    """What a sweep's summary and plots show: the normalised score where the dataset has reference scores, else
+    the success rate where the environment reports success (robomimic: Table 2's metric), else the return."""
+    for metric in ("normalized_score", "success"):
+        if any(np.isfinite(r[metric]) for r in rows):
+            return metric
+    return "return"
+
+
+def summary_markdown(rows: list[dict], metric: str | None = None) -> str:
+    """The final evaluation per (dataset, agent, fraction, γ) as Markdown tables: ``metric`` (default
+    :func:`headline_metric`), and the average return too when that is the success rate (robomimic's two metrics)."""
+    metric = metric or headline_metric(rows)
+    text = _summary_table(rows, metric)
+    return text + "\n" + _summary_table(rows, "return") if metric == "success" else text
+
+
+def _summary_table(rows: list[dict], metric: str) -> str:
     table = summarize(rows, metric)
     lines = [f"# Sweep summary: {metric} at the final evaluation (not the best), mean ± std over seeds, 95% CI "
              f"(t-interval)", "",
@@ -121,9 +138,10 @@ def _seeds_note(rows: list[dict]) -> str:
     return f"mean ± 95% t-interval over {seeds} seeds"
 
 
-def plot_all(rows: list[dict], outdir: str, metric: str = "normalized_score") -> list[str]:
-    """Learning curves, score vs data fraction per γ, and γ sensitivity per fraction. Returns the paths.
-    Every band and error bar is the 95% t-interval over seeds, and each figure says so."""
+def plot_all(rows: list[dict], outdir: str, metric: str | None = None) -> list[str]:
+    """Learning curves, ``metric`` (default :func:`headline_metric`) vs data fraction per γ, and γ sensitivity per
+    fraction. Returns the paths. Every band and error bar is the 95% t-interval over seeds, and each figure says so."""
+    metric = metric or headline_metric(rows)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -173,6 +173,10 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     rows = sweep.run()
     assert len(rows) == 4 and all(r["success"] in (0.0, 1.0) for r in rows)
     assert all(np.isnan(r["normalized_score"]) and np.isfinite(r["return"]) for r in rows)
+    summary = (tmp_path / "sweep" / "summary.md").read_text()       # Table 2's two metrics, not an empty score
+    assert "# Sweep summary: success" in summary and "# Sweep summary: return" in summary
+    row = next(line for line in summary.splitlines() if "| dbc | 0.5 | 0.1 |" in line)
+    assert f"{np.mean([r['success'] for r in rows if (r['data_fraction'], r['gamma']) == (0.5, 0.1)]):.1f} ±" in row
     # the two fractions' subsets are the same for every seed (fixed split seed), not the member seed
     from cdp_jax.datasets.subsets import subset_indices
     idx = subset_indices(sweep.info.total_steps, 0.5, 42)
