@@ -95,7 +95,7 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         kitchen = d4rl_kitchen.get_config("complete")
         out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
                            weight_temperature=kitchen.agent_config.weight_temperature))
-        return out + robomimic_datasets(("lift", "can", "lift-image", "can-image"))
+        return out + robomimic_datasets(("lift", "can", "square", "lift-image", "can-image"))
     if preset == "gpu":
         return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
     # DQL diverges at eta = 1 on the generated PointMaze (measured), so its PointMaze rows use 0.1, said in table1.md.

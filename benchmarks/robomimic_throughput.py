@@ -1,9 +1,10 @@
 """Robomimic speed figures on this machine, as one JSON file rewritten after every figure.
 
     python -m benchmarks.robomimic_throughput [--out=benchmarks/results/robomimic_cpu.json] [--demos=50]
-        [--steps=20] [--members=8] [--parts=generate,train,eval]
+        [--steps=20] [--members=8] [--parts=generate,train,eval] [--tasks=lift,can,square]
 
-* ``generate``: seconds per successful scripted Lift demo and the controller's success rate.
+* ``generate``: per task of ``--tasks`` (default lift): seconds per successful scripted demo, the controller's
+  success rate and the demos' mean length.
 * ``train``: update steps/s of each Table 2 backbone at its batch size on Lift shapes (obs history 2 x 19):
   Pearce MLP (batch 512, one action), DP-Unet and DP-DiT (batch 256, chunk 16 x 7), BC-GMM (batch 512), γ = 0.
 * ``eval``: environment steps/s of ``--members`` DBC members evaluated in lockstep (one Lift episode each, the
@@ -28,12 +29,18 @@ from cdp_jax.io import atomic_write_text
 PARTS = ("generate", "train", "eval")
 
 
-def generate_figures(demos: int) -> dict:
+def generate_figures(demos: int, tasks: list[str]) -> dict:
     from cdp_jax.datasets.generators import robomimic_scripted
-    with tempfile.TemporaryDirectory() as tmp:
-        report = robomimic_scripted.generate("lift", os.path.join(tmp, "lift.hdf5"), demos, seed=1, progress=False)
-    return dict(lift_demos=demos, lift_seconds_per_demo=report["seconds"] / demos,
-                lift_controller_success=report["success_rate"])
+    from cdp_jax.datasets.robomimic_hdf5 import read_demos
+    out = {}
+    for task in tasks:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = robomimic_scripted.generate(task, os.path.join(tmp, f"{task}.hdf5"), demos, seed=1,
+                                                 progress=False)
+            steps = read_demos(report["path"]).episode_lengths.mean()
+        out.update({f"{task}_demos": demos, f"{task}_seconds_per_demo": report["seconds"] / demos,
+                    f"{task}_controller_success": report["success_rate"], f"{task}_steps_per_demo": float(steps)})
+    return out
 
 
 def train_figures(steps: int, unet: bool) -> dict:
@@ -84,13 +91,14 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("steps", 20, "update steps per timed call (chunk backbones: a tenth)", flag_values=fv)
     flags.DEFINE_integer("members", 8, "members evaluated in lockstep", flag_values=fv)
     flags.DEFINE_list("parts", list(PARTS), f"which figures, of {PARTS}", flag_values=fv)
+    flags.DEFINE_list("tasks", ["lift"], "tasks of the generate part (lift, can, square)", flag_values=fv)
     flags.DEFINE_bool("unet", True, "time the UNet too (on 2 CPU cores a batch-256 step takes about a minute)",
                       flag_values=fv)
 
 
 def main(_, args: flags.FlagValues) -> int:
     figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
-    measure = {"generate": lambda: generate_figures(args.demos), "train": lambda: train_figures(args.steps, args.unet),
+    measure = {"generate": lambda: generate_figures(args.demos, args.tasks), "train": lambda: train_figures(args.steps, args.unet),
                "eval": lambda: eval_figures(args.members)}
     for part in args.parts:
         figures.update(measure[part]())

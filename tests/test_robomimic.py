@@ -109,8 +109,23 @@ def test_bad_robomimic_input_is_one_clear_line(lift_file, tmp_path):
         H.read_demos(path, obs_keys=("agentview_image",))
     with pytest.raises(ValueError, match="unknown robomimic task 'stack'"):
         robomimic_env.task_of("stack")
-    with pytest.raises(ValueError, match="no scripted demonstrator.*square"):
-        robomimic_scripted.generate("square", str(tmp_path / "sq.hdf5"), 1, progress=False)
+    with pytest.raises(ValueError, match="no scripted demonstrator.*transport"):
+        robomimic_scripted.generate("transport", str(tmp_path / "tr.hdf5"), 1, progress=False)
+
+
+def test_scripted_square_demos_put_the_nut_on_the_peg(tmp_path):
+    report = robomimic_scripted.generate("square", str(tmp_path / "square.hdf5"), num_demos=3, seed=0,
+                                         progress=False)
+    assert report["demos"] == 3 and report["success_rate"] >= 0.5
+    demos = H.read_demos(report["path"])
+    assert demos.env_args["env_name"] == "NutAssemblySquare" and demos.observations.shape[1] == 23
+    ends = demos.episode_starts + demos.episode_lengths - 1
+    assert (demos.rewards[ends] > 0).all()                         # each demo ends at its first successful step
+    env = robomimic_env.make_env(demos.env_args)
+    peg = env.env.sim.data.body_xpos[env.env.sim.model.body_name2id("peg1")]
+    nut = demos.observations[ends, 7:10]        # robosuite 1.5's object state: nut to gripper (7), nut position
+    assert np.abs(nut[:, :2] - peg[:2]).max() < 0.03               # robosuite's on-peg test
+    assert np.abs(demos.actions[:, 5]).max() > 0.2                 # the demonstrator turns the gripper (yaw)
 
 
 def test_missing_robosuite_names_the_install_command(monkeypatch):

@@ -3,8 +3,8 @@ recipe (Pearce MLP conditioned on 2 observation frames, 50 DPM-Solver++ steps, L
 MinMax observations, subsets over windows with the fixed split seed 42), evaluated in robosuite built from the
 file's own env_args: success rate and average reward over 10 episodes, the task's horizon.
 
-    --config=experiments/configs/robomimic.py:lift     (lift, can: scripted demos generated on first use;
-                                                         square, transport: the real PH file, see below)
+    --config=experiments/configs/robomimic.py:lift     (lift, can, square: scripted demos generated on first
+                                                         use; transport: the real PH file, see below)
     --config=experiments/configs/robomimic.py:lift,unet   (backbone: pearce (default) = DBC / CDP-IL, unet =
                                                          DP-Unet / CDP-Unet, dit = DP-DiT / CDP-DiT, bc_gmm)
     --config=experiments/configs/robomimic.py:lift-image[,unet]   (the "-H" rows: two 84 x 84 cameras and
@@ -24,7 +24,7 @@ from experiments.configs.pointmaze import official_il_recipe
 
 TASKS = ("lift", "can", "square", "transport")
 IMAGE_TASKS = ("lift-image", "can-image", "transport-image")
-GENERATED = ("lift", "can")
+GENERATED = ("lift", "can", "square")
 BACKBONES = ("pearce", "unet", "dit", "bc_gmm")
 _PROPRIO = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 # robomimic's image observations: proprioception and the cameras (no object state)

@@ -49,7 +49,7 @@ GENERATORS = {
     **{f"robomimic-{task}": Generator(f"robomimic-{task}", f"robomimic/{task}/scripted/low_dim.hdf5", 200,
                                       _robomimic(task), f"robomimic {task.capitalize()} (robomimic HDF5 layout; "
                                       f"--steps counts successful scripted demos)")
-       for task in ("lift", "can")},
+       for task in ("lift", "can", "square")},
 }
 
 

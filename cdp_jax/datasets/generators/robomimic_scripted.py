@@ -1,13 +1,14 @@
-"""Scripted, human-like demonstrations of robomimic's Lift and Can, written in robomimic's HDF5 layout.
+"""Scripted, human-like demonstrations of robomimic's Lift, Can and Square, written in robomimic's HDF5 layout.
 
     python -m cdp_jax.datasets generate robomimic-lift [--steps=200] [--seed=0]   (--steps: successful demos)
 
 A proportional controller on OSC_POSE deltas runs through waypoints: above the object, down to it, close, lift
-(Lift); and for Can also over the can's target bin, down, open, and back up. Each episode draws its own
-gain, approach height, grasp time and action-noise level (and a small constant drift), so that demonstrations
-vary the way human ones do; only successful episodes are kept, as in robomimic's PH data (an episode ends at its
-first successful step). Square has no scripted controller here (a nut on a peg needs orientation control), and
-Transport is two-armed: both use the real files (README, "Robomimic").
+(Lift); for Can also over the can's target bin, down, open, and back up; for Square the gripper also turns (the
+yaw part of the rotation delta) to the nut's handle, grasps it, carries the nut until its centre (observed) is
+over the square peg while turning it square to the peg, lowers it and lets go. Each episode draws its own gain,
+approach height, grasp time and action-noise level (and a small constant drift), so that demonstrations vary the
+way human ones do; only successful episodes are kept, as in robomimic's PH data (an episode ends at its first
+successful step). Transport is two-armed: it uses the real files (README, "Robomimic").
 """
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ import numpy as np
 from cdp_jax import robomimic_env
 from cdp_jax.datasets.robomimic_hdf5 import write_demos
 
-SCRIPTED_TASKS = ("lift", "can")
+SCRIPTED_TASKS = ("lift", "can", "square")
 POS_SCALE = 0.05                      # OSC_POSE: one unit of action moves the end effector 5 cm
+ROT_SCALE = 0.5                       # and one unit of rotation turns it 0.5 rad
+SQUARE_HANDLE = 0.054                 # the square nut's handle site, along the nut's x axis from its centre (m)
+YAW_TOLERANCE = 0.05                  # rad: a turning waypoint is reached when the yaw is this close too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +44,41 @@ class Style:
                    noise=rng.uniform(0.0, 0.1), drift=rng.normal(0.0, 0.02, 3))
 
 
+def yaw(quat_xyzw: np.ndarray) -> float:
+    """The heading (rad) of a body's x axis in the world's xy plane, from its quaternion (robosuite's x, y, z, w)."""
+    x, y, z, w = quat_xyzw
+    return float(np.arctan2(2 * (x * y + z * w), 1 - 2 * (y * y + z * z)))
+
+
+def wrap(angle: float, period: float) -> float:
+    """``angle`` shifted by a multiple of ``period`` into ``[-period / 2, period / 2)``."""
+    return (angle + period / 2) % period - period / 2
+
+
+def _square_waypoints(env, style: Style) -> list[tuple]:
+    """Square: grasp the nut by its handle, carry its centre over the square peg (turned square to it), lower, open.
+    Targets that follow the nut are computed from the current observation at every step."""
+    peg = env.env.sim.data.body_xpos[env.env.sim.model.body_name2id("peg1")].copy()
+    nut = lambda: env.raw["SquareNut_pos"]
+    nut_yaw = lambda: yaw(env.raw["SquareNut_quat"])
+    handle = lambda: nut() + SQUARE_HANDLE * np.array([np.cos(nut_yaw()), np.sin(nut_yaw()), 0.0])
+    eef = lambda: env.raw["robot0_eef_pos"]
+    squared = lambda: yaw(env.raw["robot0_eef_quat"]) + wrap(-nut_yaw(), np.pi / 2)     # the nut square to the peg
+    over_peg = lambda z: (lambda: np.r_[eef()[:2] + peg[:2] - nut()[:2], z(eef()[2] - nut()[2])])
+    return [(lambda: handle() + [0.0, 0.0, style.approach], -1.0, 100, 0.01, nut_yaw), (handle, -1.0, 60, 0.006, None),
+            (handle, 1.0, style.close_steps, None, None),
+            (lambda: np.r_[handle()[:2], 1.05], 1.0, 40, 0.01, None),
+            (over_peg(lambda grip_above_nut: 1.05), 1.0, 200, 0.005, squared),
+            (over_peg(lambda grip_above_nut: 0.90 + grip_above_nut), 1.0, 80, 0.005, squared),
+            (eef, -1.0, 15, None, None)]
+
+
 def _waypoints(task: str, env, style: Style) -> list[tuple]:
-    """``[(target position [3] or callable, gripper, steps at most, tolerance)]`` for the current episode."""
+    """``[(target position [3] callable, gripper, steps at most, tolerance, target yaw callable or None)]`` for the
+    current episode."""
     raw = env.raw
+    if task == "square":
+        return _square_waypoints(env, style)
     if task == "lift":
         obj = lambda: env.raw["cube_pos"]
     else:
@@ -51,14 +87,16 @@ def _waypoints(task: str, env, style: Style) -> list[tuple]:
     plan = [(up(style.approach), -1.0, 120, 0.01), (up(0.0), -1.0, 60, 0.008), (up(0.0), 1.0, style.close_steps, None)]
     if task == "lift":
         start = np.array(raw["cube_pos"])
-        return plan + [(lambda: start + np.array([0.0, 0.0, 0.15]), 1.0, 120, None)]
-    inner = env.env
-    target = np.array(inner.target_bin_placements[inner.object_to_id["can"]])
-    above_bin = target + np.array([0.0, 0.0, 0.18])
-    return plan + [(up(0.15), 1.0, 80, 0.02), (lambda: above_bin, 1.0, 150, 0.02),
-                   (lambda: above_bin - np.array([0.0, 0.0, 0.06]), 1.0, 60, 0.015),
-                   (lambda: above_bin - np.array([0.0, 0.0, 0.06]), -1.0, 10, None),
-                   (lambda: above_bin + np.array([0.0, 0.0, 0.05]), -1.0, 60, None)]
+        plan += [(lambda: start + np.array([0.0, 0.0, 0.15]), 1.0, 120, None)]
+    else:
+        inner = env.env
+        target = np.array(inner.target_bin_placements[inner.object_to_id["can"]])
+        above_bin = target + np.array([0.0, 0.0, 0.18])
+        plan += [(up(0.15), 1.0, 80, 0.02), (lambda: above_bin, 1.0, 150, 0.02),
+                 (lambda: above_bin - np.array([0.0, 0.0, 0.06]), 1.0, 60, 0.015),
+                 (lambda: above_bin - np.array([0.0, 0.0, 0.06]), -1.0, 10, None),
+                 (lambda: above_bin + np.array([0.0, 0.0, 0.05]), -1.0, 60, None)]
+    return [w + (None,) for w in plan]
 
 
 def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tuple[dict, bool]:
@@ -67,7 +105,7 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
     env.reset(seed)
     frames = {"obs": {k: [] for k in env.obs_keys}, "actions": [], "rewards": [], "states": []}
     success, steps = False, 0
-    for target, grip, max_steps, tol in _waypoints(task, env, style):
+    for target, grip, max_steps, tol, target_yaw in _waypoints(task, env, style):
         for _ in range(max_steps):
             if steps >= env.horizon:
                 break
@@ -75,6 +113,8 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
             delta = target() - eef
             action = np.zeros(env.act_dim)
             action[:3] = np.clip(style.gain * delta / POS_SCALE + style.drift, -1, 1)
+            turn = 0.0 if target_yaw is None else wrap(target_yaw() - yaw(env.raw["robot0_eef_quat"]), np.pi)
+            action[5] = np.clip(turn / ROT_SCALE, -1, 1)        # a parallel gripper: yaw modulo a half turn
             action[:6] += rng.normal(0.0, style.noise, 6)
             action[6] = grip
             action = np.clip(action, -1.0, 1.0)
@@ -85,7 +125,7 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
             frames["actions"].append(action)
             frames["rewards"].append(reward)
             steps += 1
-            if success or (tol is not None and np.linalg.norm(delta) < tol):
+            if success or (tol is not None and np.linalg.norm(delta) < tol and abs(turn) < YAW_TOLERANCE):
                 break
         if success or steps >= env.horizon:
             break
@@ -103,7 +143,7 @@ def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrit
     Returns ``{path, demos, attempts, success_rate, seconds}``."""
     if task not in SCRIPTED_TASKS:
         raise ValueError(f"no scripted demonstrator for robomimic task {task!r}; scripted: {SCRIPTED_TASKS} "
-                         f"(square and transport: use the real PH files)")
+                         f"(transport: use the real PH file)")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     if num_demos < 1:
