@@ -37,10 +37,32 @@ PARTS = ("rl", "il", "chunks", "grid")
 
 
 def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: float, steps: int, members: int = 0,
-                     contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS,
-                     act_dim: int = ACT, batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0,
-                     batch_fraction: float = 1.0, image: dict | None = None) -> float:
-    """Update steps/s of one agent, or (``members > 0``) of a vmapped grid of that many (per member: aggregate / N).
+                     scan: bool = True, **kw) -> float:
+    """Update steps/s of one agent, or (``members > 0``) of a vmapped grid of that many (per member: aggregate / N):
+    ``steps`` updates in one compiled ``scan``, or (``scan=False``) as many calls of one compiled update (for
+    updates that take seconds, whose scan XLA:CPU compiles for minutes). ``kw``: :func:`benchmark_agent`'s."""
+    agent, batch = benchmark_agent(agent_name, penalty, fraction, gamma, members, **kw)
+    update = ((lambda a, b, k: jax.vmap(lambda m: m.update(b, k))(a)) if members else (lambda a, b, k: a.update(b, k)))
+    key = jax.random.PRNGKey(0)
+    if scan:
+        @jax.jit
+        def run(agent, batch, key):    # the batch is an argument: an embedded constant is folded at compile time
+            return jax.lax.scan(lambda a, k: update(a, batch, k), agent, jax.random.split(key, steps))[0]
+    else:
+        one = jax.jit(update)
+
+        def run(agent, batch, key):
+            for k in jax.random.split(key, steps):
+                agent = one(agent, batch, k)
+            return agent
+    return steps / median_seconds(run, agent, batch, key, repeats=3 if steps < 20 else 5)
+
+
+def benchmark_agent(agent_name: str, penalty: str, fraction: float, gamma: float, members: int = 0,
+                    contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS, act_dim: int = ACT,
+                    batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0, batch_fraction: float = 1.0,
+                    image: dict | None = None):
+    """``(agent, batch)``: one agent (or ``members`` stacked) with the contraction settings and a random batch.
     ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it); ``image``: the
     ``diffusion.image`` fields of an image-conditioned denoiser (``obs_dim`` is then its flat layout's size)."""
     cfg = default_agent_config(agent_name)
@@ -60,13 +82,7 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
     batch = {"observations": obs,
              "actions": jnp.tanh(jax.random.normal(jax.random.fold_in(key, 1), (batch_size, act_dim))),
              "rewards": jnp.ones(batch_size), "next_observations": obs, "terminals": jnp.zeros(batch_size)}
-    @jax.jit
-    def run(agent, batch, key):        # the batch is an argument: an embedded constant is folded at compile time
-        step = ((lambda a, k: jax.vmap(lambda m: m.update(batch, k))(a)) if members
-                else (lambda a, k: a.update(batch, k)))
-        return jax.lax.scan(step, agent, jax.random.split(key, steps))[0]
-
-    return steps / median_seconds(run, agent, batch, key, repeats=3 if steps < 20 else 5)
+    return agent, batch
 
 
 def table(title: str, base: float, variants: list[tuple[str, float]]) -> list[dict]:

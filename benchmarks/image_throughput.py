@@ -10,8 +10,9 @@
   extrapolated to 200 demos of the generated length and of PH Lift's (about 48 frames).
 * ``train``: update steps/s on 84 x 84 two-camera observations (ResNet-18 GroupNorm per camera, crops to 76,
   obs history 2, batch 64): the Pearce MLP (one action) at γ = 0 and 0.1, DP-Unet and CDP-Unet (chunk 16 x 7,
-  one probe; a quarter of ``--steps`` per timed call: a UNet step takes seconds on a CPU). The contraction term
-  acts on the actions only, so its cost ratio should stay near the low-dim one.
+  one probe; a quarter of ``--steps`` per timed call: a UNet step takes seconds on a CPU), each timed as calls of
+  one compiled update (XLA:CPU did not finish compiling the same update inside a ``scan`` in 7 minutes). The
+  contraction term acts on the actions only, so its cost ratio should stay near the low-dim one.
 """
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ def train_figures(steps: int, record) -> None:
     for name, gamma, probes, kw, n in (("pearce", 0.0, 0, pearce, steps), ("cdp_pearce_exact", 0.1, 0, pearce, steps),
                                        ("dp_unet", 0.0, 0, unet, max(1, steps // 4)),
                                        ("cdp_unet_1_probe", 0.1, 1, unet, max(1, steps // 4))):
-        out[name] = steps_per_second("dbc", "frobenius", 1.0, gamma, n, num_probes=probes, **kw)
+        out[name] = steps_per_second("dbc", "frobenius", 1.0, gamma, n, scan=False, num_probes=probes, **kw)
         ratios = {k: out[a] / out[b] for k, a, b in (("pearce", "pearce", "cdp_pearce_exact"),
                                                      ("unet", "dp_unet", "cdp_unet_1_probe")) if b in out}
         record({"updates_per_s_batch64": dict(out), "cdp_over_dbc_step_time": ratios})
