@@ -53,7 +53,7 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
 
         def run(agent, batch, key):
             for k in jax.random.split(key, steps):
-                agent = one(agent, batch, k)
+                agent = one(agent, batch, k)[0]            # update returns (agent, metrics)
             return agent
     return steps / median_seconds(run, agent, batch, key, repeats=3 if steps < 20 else 5)
 

@@ -1,12 +1,12 @@
 """Image-observation speed and memory figures on this machine, as one JSON file rewritten after every figure.
 
-    python -m benchmarks.image_throughput [--out=benchmarks/results/images_cpu.json] [--demos=10] [--steps=4]
+    python -m benchmarks.image_throughput [--out=benchmarks/results/images_cpu.json] [--demos=10,40] [--steps=4]
         [--parts=render,generate,train]
 
 * ``render``: robosuite Lift env-steps/s with robomimic's two 84 x 84 cameras rendered offscreen (EGL; llvmpipe on
   a CPU machine) against the same environment without cameras.
 * ``generate``: seconds per scripted Lift demo with both cameras; the host memory that loading them takes (peak
-  resident-set growth of ``load_transitions``) and the device bytes of their uint8 frames, per frame and
+  resident-set growth of ``load_transitions``) at each size of ``--demos``, and the line through them
   extrapolated to 200 demos of the generated length and of PH Lift's (about 48 frames).
 * ``train``: update steps/s on 84 x 84 two-camera observations (ResNet-18 GroupNorm per camera, crops to 76,
   obs history 2, batch 64): the Pearce MLP (one action) at γ = 0 and 0.1, DP-Unet and CDP-Unet (chunk 16 x 7,
@@ -48,25 +48,27 @@ def render_figures(steps: int = 100) -> dict:
     return {"lift_env_steps_per_s": out}
 
 
-def generate_figures(demos: int) -> dict:
+def generate_figures(demos: list[int]) -> dict:
+    """Per size in ``demos``: seconds per demo, frames, and the peak host memory of loading the file; then the
+    least-squares line through (frames, peak) extrapolated to 200 demos (its intercept is what loading costs
+    whatever the size: JAX's own buffers and compiled gathers)."""
     from cdp_jax.datasets.generators import robomimic_scripted
-    from cdp_jax.datasets.robomimic_hdf5 import load_transitions
-    from experiments.configs.robomimic import IMAGE_OBS_KEYS
+    sizes = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "image.hdf5")
-        report = robomimic_scripted.generate("lift", path, demos, seed=1, progress=False, image_size=84)
-        peak = _load_peak_bytes(path)
-        data, _ = load_transitions(path, obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
-        file_bytes = os.path.getsize(path)
-    frames = int(data.frames.shape[0])
-    per_frame = data.frames.nbytes / frames
-    per_demo = frames / demos
-    return dict(lift_image_demos=demos, seconds_per_demo=report["seconds"] / demos, frames=frames,
-                frames_per_demo=per_demo, file_mib=file_bytes / 2**20, device_frame_bytes=per_frame,
-                load_peak_rss_growth_mib=peak / 2**20,
-                load_peak_mib_per_frame=peak / frames / 2**20,
-                extrapolated_200_generated_demos_mib=200 * per_demo * peak / frames / 2**20,
-                extrapolated_200_ph_demos_mib=200 * PH_LIFT_FRAMES_PER_DEMO * peak / frames / 2**20)
+        for n in demos:
+            path = os.path.join(tmp, f"image{n}.hdf5")
+            report = robomimic_scripted.generate("lift", path, n, seed=1, progress=False, image_size=84)
+            peak, frames, frame_bytes = _load_peak_bytes(path)
+            sizes.append(dict(demos=n, seconds_per_demo=report["seconds"] / n, frames=frames,
+                              file_mib=os.path.getsize(path) / 2**20, load_peak_rss_growth_mib=peak / 2**20))
+    frames = np.array([s["frames"] for s in sizes], float)
+    peaks = np.array([s["load_peak_rss_growth_mib"] for s in sizes])
+    slope, intercept = np.polyfit(frames, peaks, 1) if len(sizes) > 1 else (peaks[0] / frames[0], 0.0)
+    per_demo = frames.sum() / sum(demos)
+    return dict(lift_image_loads=sizes, device_frame_bytes=frame_bytes, load_mib_per_frame=slope,
+                load_fixed_mib=intercept,
+                extrapolated_200_generated_demos_mib=intercept + slope * 200 * per_demo,
+                extrapolated_200_ph_demos_mib=intercept + slope * 200 * PH_LIFT_FRAMES_PER_DEMO)
 
 
 _LOAD = """
@@ -81,16 +83,17 @@ open("/proc/self/clear_refs", "w").write("5")          # resets the peak (VmHWM)
 before = status("VmRSS:")
 data, _ = load_transitions(sys.argv[1], obs_steps=2, obs_keys=IMAGE_OBS_KEYS["lift-image"])
 data.frames.block_until_ready()
-print(status("VmHWM:") - before)
+print(status("VmHWM:") - before, data.frames.shape[0], data.frames.shape[1])
 """
 
 
-def _load_peak_bytes(path: str) -> int:
-    """Peak resident-set growth of loading ``path`` in a fresh process (after its imports and JAX's start; Linux:
-    the peak is reset through ``/proc/self/clear_refs``)."""
+def _load_peak_bytes(path: str) -> tuple[int, int, int]:
+    """``(peak resident-set growth, frames, bytes per frame)`` of loading ``path`` in a fresh process (after its
+    imports and JAX's start; Linux: the peak is reset through ``/proc/self/clear_refs``)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", _LOAD, path], cwd=root, capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    peak, frames, frame_bytes = out.stdout.strip().splitlines()[-1].split()
+    return int(peak), int(frames), int(frame_bytes)
 
 
 def train_figures(steps: int, record) -> None:
@@ -112,7 +115,7 @@ def train_figures(steps: int, record) -> None:
 
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("out", "benchmarks/results/images_cpu.json", "the JSON file to (re)write", flag_values=fv)
-    flags.DEFINE_integer("demos", 10, "image demos to generate and load", flag_values=fv)
+    flags.DEFINE_list("demos", ["10", "40"], "sizes (demos) of the image files to generate and load", flag_values=fv)
     flags.DEFINE_integer("steps", 4, "update steps per timed call", flag_values=fv)
     flags.DEFINE_list("parts", list(PARTS), f"comma list of {PARTS}", flag_values=fv)
 
@@ -130,7 +133,7 @@ def main(_, args: flags.FlagValues) -> int:
         atomic_write_text(args.out, json.dumps(figures, indent=1))
         print(json.dumps(new), flush=True)
 
-    measure = {"render": lambda: record(render_figures()), "generate": lambda: record(generate_figures(args.demos)),
+    measure = {"render": lambda: record(render_figures()), "generate": lambda: record(generate_figures([int(n) for n in args.demos])),
                "train": lambda: train_figures(args.steps, record)}
     for part in args.parts:
         measure[part]()

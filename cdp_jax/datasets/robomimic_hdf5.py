@@ -95,22 +95,24 @@ def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | Non
             raise ValueError(f"{path!r} has no observation key(s) {missing}; it has {have}")
         cameras = tuple(k for k in keys if k.endswith(robomimic_env.IMAGE_KEY_SUFFIX))
         low = tuple(k for k in keys if k not in cameras)
-        obs, frames, act, rew, lengths = [], [], [], [], []
-        for name in names:
+        lengths = np.asarray([len(f["data"][name]["actions"]) for name in names], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        frames = None
+        if cameras:         # one array filled in place: loading holds the pixels once, not per demo and again whole
+            first = f["data"][names[0]]["obs"][cameras[0]]
+            image_size = tuple(image_size or first.shape[1:3])
+            frames = np.empty((int(lengths.sum()), len(cameras), *image_size, 3), np.uint8)
+        obs, act, rew = [], [], []
+        for name, start, n in zip(names, starts, lengths):
             demo = f["data"][name]
-            n = len(demo["actions"])
             obs.append(np.concatenate([np.asarray(demo["obs"][k], np.float32).reshape(n, -1) for k in low]
                                       + [np.zeros((n, 0), np.float32)], axis=1))
-            if cameras:
-                frames.append(np.stack([_camera(demo, k, n, image_size, path) for k in cameras], axis=1))
-                image_size = frames[-1].shape[2:4]
+            for c, key in enumerate(cameras):
+                frames[start:start + n, c] = _camera(demo, key, n, image_size, path)
             act.append(np.asarray(demo["actions"], np.float32))
             rew.append(np.asarray(demo["rewards"], np.float32))
-            lengths.append(n)
-    lengths = np.asarray(lengths, np.int64)
-    return Demos(np.concatenate(obs), np.concatenate(act), np.concatenate(rew),
-                 np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), lengths, low + cameras, env_args,
-                 path, np.concatenate(frames) if cameras else None, cameras)
+    return Demos(np.concatenate(obs), np.concatenate(act), np.concatenate(rew), starts, lengths, low + cameras,
+                 env_args, path, frames, cameras)
 
 
 def _camera(demo, key: str, n: int, size, path: str) -> np.ndarray:
