@@ -244,7 +244,7 @@ class Sweep:
             record(done, chunk_state, metrics, new_rows)
 
         evaluator = BackgroundEvaluator(eval_device) if cfg.eval_overlap else None
-        pending = None          # overlap: (step, future, snapshot) of the chunk under evaluation
+        pending = None          # overlap: (step, future, state, metrics) of the chunk under evaluation
         try:
             for step in range(start, cfg.num_steps, cfg.eval_every):
                 t0 = time.perf_counter()
@@ -272,7 +272,7 @@ class Sweep:
             ckpt.close()
             boards.close()
         self.timing["wall_s"] = time.perf_counter() - loop_start
-        self.timing["eval_share"] = self.timing["eval_wait_s"] / self.timing["wall_s"] if rows else 0.0
+        self.timing["eval_share"] = self.timing["eval_wait_s"] / max(self.timing["wall_s"], 1e-9)
         if primary:
             atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
             self.finish(rows)
