@@ -63,8 +63,8 @@ class BackgroundEvaluator:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cdp-eval")
 
     def submit(self, evaluate: Callable[..., Any], *arrays) -> concurrent.futures.Future:
-        """Copies ``arrays`` (pytrees) to the evaluation device now — so the next training chunk may donate the
-        originals — and returns a future of ``(evaluate(*copies), seconds it took)``."""
+        """Copies ``arrays`` (pytrees) to the evaluation device now (arrays already there are not copied), so that
+        ``evaluate`` computes there, and returns a future of ``(evaluate(*copies), seconds it took)``."""
         copies = jax.block_until_ready(jax.device_put(arrays, self.device))
 
         def run():

@@ -244,6 +244,9 @@ class Sweep:
             record(done, chunk_state, metrics, new_rows)
 
         evaluator = BackgroundEvaluator(eval_device) if cfg.eval_overlap else None
+        constants = (grid.seeds, probe_obs, probe_act)      # what every evaluation reads: on its device once
+        if evaluator is not None:
+            constants = jax.device_put(constants, eval_device)
         pending = None          # overlap: (step, future, state, metrics) of the chunk under evaluation
         try:
             for step in range(start, cfg.num_steps, cfg.eval_every):
@@ -253,15 +256,15 @@ class Sweep:
                 state, done = {"agents": agents, "diverged": diverged}, step + cfg.eval_every
                 if evaluator is None:
                     t1 = time.perf_counter()
-                    new_rows = evaluate(done, agents, diverged, grid.seeds, probe_obs, probe_act)
-                    self.timing["eval_s"] += time.perf_counter() - t1
-                    self.timing["eval_wait_s"] += time.perf_counter() - t1
+                    new_rows = evaluate(done, agents, diverged, *constants)
+                    seconds = time.perf_counter() - t1
+                    self.timing["eval_s"] += seconds
+                    self.timing["eval_wait_s"] += seconds
                     record(done, state, metrics, new_rows)
                     continue
                 if pending is not None:             # chunk k's evaluation ran while chunk k + 1 trained
                     collect(pending)
-                future = evaluator.submit(functools.partial(evaluate, done), agents, diverged, grid.seeds,
-                                          probe_obs, probe_act)
+                future = evaluator.submit(functools.partial(evaluate, done), agents, diverged, *constants)
                 pending = (done, future, state, metrics)
             if pending is not None:
                 collect(pending)

@@ -64,13 +64,12 @@ def _square_waypoints(env, style: Style) -> list[tuple]:
     handle = lambda: nut() + SQUARE_HANDLE * np.array([np.cos(nut_yaw()), np.sin(nut_yaw()), 0.0])
     eef = lambda: env.raw["robot0_eef_pos"]
     squared = lambda: yaw(env.raw["robot0_eef_quat"]) + wrap(-nut_yaw(), np.pi / 2)     # the nut square to the peg
-    over_peg = lambda z: (lambda: np.r_[eef()[:2] + peg[:2] - nut()[:2], z(eef()[2] - nut()[2])])
+    nut_over_peg = lambda: eef()[:2] + peg[:2] - nut()[:2]          # where the gripper puts the nut's centre on the peg
+    carry = lambda: np.r_[nut_over_peg(), 1.05]
+    lower = lambda: np.r_[nut_over_peg(), 0.90 + (eef()[2] - nut()[2])]  # the nut's centre 4 cm above the table
     return [(lambda: handle() + [0.0, 0.0, style.approach], -1.0, 100, 0.01, nut_yaw), (handle, -1.0, 60, 0.006, None),
-            (handle, 1.0, style.close_steps, None, None),
-            (lambda: np.r_[handle()[:2], 1.05], 1.0, 40, 0.01, None),
-            (over_peg(lambda grip_above_nut: 1.05), 1.0, 200, 0.005, squared),
-            (over_peg(lambda grip_above_nut: 0.90 + grip_above_nut), 1.0, 80, 0.005, squared),
-            (eef, -1.0, 15, None, None)]
+            (handle, 1.0, style.close_steps, None, None), (lambda: np.r_[handle()[:2], 1.05], 1.0, 40, 0.01, None),
+            (carry, 1.0, 200, 0.005, squared), (lower, 1.0, 80, 0.005, squared), (eef, -1.0, 15, None, None)]
 
 
 def _waypoints(task: str, env, style: Style) -> list[tuple]:
