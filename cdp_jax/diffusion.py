@@ -135,6 +135,23 @@ class Denoiser:
         t = jnp.asarray(t)
         return x0_from_eps(x_t, out, self.schedule.alpha_at(t)[..., None], self.schedule.sigma_at(t)[..., None])
 
+    def _x0_at_level(self, params, cond):
+        """The sampler's predictor ``(x_t [B, act_dim], t scalar) -> x0 [B, act_dim]``: every sample at one level.
+        Networks with ``observation_bias``/``level_bias``/``from_biases`` (the DQL MLP) compute the observation's
+        share of the first layer once and the level's once per step (:class:`cdp_jax.networks.DQLMlp`); the
+        result equals :meth:`predict_x0`'s up to float rounding."""
+        if self.has_encoder or not hasattr(self.network, "from_biases"):
+            return lambda x, t: self.predict_x0(params, x, jnp.full(x.shape[:-1], t), cond)
+        obs_bias = self.network.apply(params, cond, method="observation_bias")
+
+        def x0_fn(x, t):
+            bias = obs_bias + self.network.apply(params, t, method="level_bias")
+            out = self.network.apply(params, x, bias, method="from_biases")
+            if self.cfg.prediction == "x0":
+                return out
+            return x0_from_eps(x, out, self.schedule.alpha_at(t), self.schedule.sigma_at(t))
+        return x0_fn
+
     def q_sample(self, x0, t, eps):
         """Forward noising ``x_t = alpha_t x0 + sigma_t eps`` at integer levels ``t`` (shape ``x0.shape[:-1]``)."""
         return self.schedule.alpha_at(t)[..., None] * x0 + self.schedule.sigma_at(t)[..., None] * eps
@@ -194,10 +211,8 @@ class Denoiser:
                method: str | None = None, x_init=None):
         """Actions ``[B, act_dim]`` for observations ``obs [B, obs_dim]``."""
         cfg = self.cfg
-        cond = self.encode(params, obs)
-        x0_fn = lambda x, t: self.predict_x0(params, x, jnp.full(x.shape[:-1], t), cond)
         return samplers.sample(
-            x0_fn, self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
+            self._x0_at_level(params, self.encode(params, obs)), self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
             num_steps=num_steps or cfg.sampling_steps,
             temperature=cfg.temperature if temperature is None else temperature,
             clip=cfg.clip if cfg.clip else None, x_init=x_init)

@@ -64,6 +64,38 @@ class DQLMlp(nn.Module):
             h = mish(nn.Dense(self.hidden)(h))
         return nn.Dense(self.act_dim)(h)
 
+    # The sampler's form of ``__call__`` (``Denoiser.sample``): the first trunk layer ``Dense_2`` over
+    # ``[x, t_emb, obs]`` is ``x W_x + (t_emb W_t) + (obs W_o + b)``; the observation part is computed once per
+    # sampling call and the level part once per solver step for the whole batch, which removes the time MLP and two
+    # thirds of the first layer from every step. Equal to ``__call__`` up to float rounding (the sum's order;
+    # tests/test_networks.py). The layer names are flax's: ``Dense_0`` is the time MLP's outer layer (created
+    # first), ``Dense_1`` its inner one.
+
+    def observation_bias(self, obs):
+        """``obs [..., obs_dim]`` -> ``obs W_o + b [..., hidden]``."""
+        first = self.variables["params"]["Dense_2"]
+        return obs @ first["kernel"][self.act_dim + self.emb_dim:] + first["bias"]
+
+    def level_bias(self, t):
+        """``t [...]`` -> ``t_emb(t) W_t [..., hidden]``."""
+        p = self.variables["params"]
+        temb = positional_embedding(t, self.emb_dim, kind=self.time_embedding)
+        temb = _dense(p["Dense_0"], mish(_dense(p["Dense_1"], temb)))
+        return temb @ p["Dense_2"]["kernel"][self.act_dim:self.act_dim + self.emb_dim]
+
+    def from_biases(self, x, bias):
+        """``x [..., act_dim]`` and ``bias`` = observation_bias + level_bias (broadcast) -> ``[..., act_dim]``."""
+        p = self.variables["params"]
+        h = mish(x @ p["Dense_2"]["kernel"][:self.act_dim] + bias)
+        for name in ("Dense_3", "Dense_4"):
+            h = mish(_dense(p[name], h))
+        return _dense(p["Dense_5"], h)
+
+
+def _dense(layer: dict, h: jax.Array) -> jax.Array:
+    """``nn.Dense``'s computation from its parameter dict."""
+    return h @ layer["kernel"] + layer["bias"]
+
 
 class _FCBlock(nn.Module):
     features: int

@@ -16,6 +16,36 @@ def test_mish_equals_jax_nn_mish_and_its_gradient():
     np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("time_embedding", ["float", "cleandiffuser"])
+def test_dql_mlp_sampler_form_equals_the_network(time_embedding):
+    """The sampler's split first layer (observation part once, level part per step) is the same function."""
+    from cdp_jax.networks import DQLMlp
+    net = DQLMlp(3, time_embedding=time_embedding)
+    x = jax.random.normal(jax.random.PRNGKey(0), (7, 3))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (7, 11))
+    params = net.init(jax.random.PRNGKey(2), x, jnp.zeros(7), obs)
+    for level in (0, 13, 49):
+        bias = net.apply(params, obs, method="observation_bias") + net.apply(params, jnp.asarray(level),
+                                                                              method="level_bias")
+        np.testing.assert_allclose(net.apply(params, x, bias, method="from_biases"),
+                                   net.apply(params, x, jnp.full(7, level), obs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps"])
+def test_sampling_with_the_split_network_equals_sampling_through_predict_x0(prediction):
+    from cdp_jax import diffusion, samplers
+    cfg = diffusion.default_config()
+    cfg.prediction = prediction
+    den = diffusion.Denoiser.from_config(cfg, 3)
+    params = den.init(jax.random.PRNGKey(0), 11)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 11))
+    key = jax.random.PRNGKey(2)
+    reference = samplers.sample(lambda x, t: den.predict_x0(params, x, jnp.full(x.shape[:-1], t), obs), den.schedule,
+                                key, (64, 3), method=cfg.sampler, num_steps=cfg.sampling_steps,
+                                temperature=cfg.temperature, clip=cfg.clip or None)
+    np.testing.assert_allclose(den.sample(params, key, obs), reference, atol=2e-5)
+
+
 def test_chunk_networks_map_flattened_chunks_and_use_the_observation():
     from cdp_jax.chunk_networks import ChiUNet1d, DiT1d
     horizon, act, obs_dim = 8, 3, 10
