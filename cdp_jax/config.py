@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, generate_image_size=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_overlap=False, batch_size=256, obs_normalization="gaussian",
+        eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
         sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), subset_seed=-1,
         consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
@@ -78,6 +78,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
     if cfg.num_steps % cfg.eval_every:
         raise ValueError(f"num_steps={cfg.num_steps} must be a multiple of eval_every={cfg.eval_every}")
+    progress = int(cfg.get("progress_every", 0))
+    if progress < 0 or (progress and cfg.eval_every % progress):
+        raise ValueError(f"progress_every={progress} must divide eval_every={cfg.eval_every} (0: about ten progress "
+                         f"updates per evaluation interval)")
     clip = tuple(cfg.get("eval_return_clip", ()))
     if clip and not (len(clip) == 2 and float(clip[0]) < float(clip[1])):
         raise ValueError(f"eval_return_clip must be () or (low, high) with low < high, got {clip}")

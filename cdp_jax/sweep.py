@@ -42,6 +42,15 @@ from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_c
 EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_max")
 
 
+def progress_steps(cfg) -> int:
+    """Steps per compiled training call: ``progress_every`` when set (it must divide ``eval_every``), otherwise the
+    largest divisor of ``eval_every`` that is at most a tenth of it, so the progress bar and its ETA move about ten
+    times between evaluations. Results do not depend on it (every step's randomness comes from its index)."""
+    if cfg.get("progress_every", 0):
+        return int(cfg.progress_every)
+    return max(d for d in range(1, max(1, cfg.eval_every // 10) + 1) if cfg.eval_every % d == 0)
+
+
 class SweepStopped(Exception):
     """A run stopped on request at a clean point; ``signal_name`` is ``"SIGINT"`` or ``"SIGTERM"``."""
 
@@ -193,7 +202,7 @@ class Sweep:
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
                          if r["step"] <= start] if start else []
 
-        train_chunk = make_train_chunk(data, cfg.batch_size, cfg.eval_every)
+        train_chunk = make_train_chunk(data, cfg.batch_size, progress_steps(cfg))
         act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
         k_states = jax.random.PRNGKey(cfg.eval_seed)
         probe = jax.random.choice(k_states, data.size, (min(cfg.consistency_states, data.size),), replace=False)
@@ -226,7 +235,6 @@ class Sweep:
                                   ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
             ckpt.save(done, chunk_state)
             self.timing["write_s"] += time.perf_counter() - t0
-            bar.update(cfg.eval_every)
             latest = rows[-grid.size:]
             metric = results.headline_metric(latest)
             bar.set_postfix({metric: f"{np.nanmean([r[metric] for r in latest]):.2f}"})
@@ -251,7 +259,7 @@ class Sweep:
         try:
             for step in range(start, cfg.num_steps, cfg.eval_every):
                 t0 = time.perf_counter()
-                agents, diverged, metrics = self._train(train_chunk, layout, grid, state, step)
+                agents, diverged, metrics = self._train(train_chunk, layout, grid, state, step, bar)
                 self.timing["train_s"] += time.perf_counter() - t0
                 state, done = {"agents": agents, "diverged": diverged}, step + cfg.eval_every
                 if evaluator is None:
@@ -282,17 +290,27 @@ class Sweep:
         self.agents, self.grid, self.info = state["agents"], grid, info
         return rows
 
-    def _train(self, train_chunk, layout, grid, state, step):
-        """One chunk of ``eval_every`` steps for every compiled group; returns ``(agents, diverged, metrics)``."""
+    def _train(self, train_chunk, layout, grid, state, step, bar):
+        """One chunk of ``eval_every`` steps for every compiled group, as compiled calls of
+        :func:`progress_steps` steps each (the progress bar moves after each); returns ``(agents, diverged,
+        metrics)``, the metrics averaged over the chunk."""
         agents, diverged = state["agents"], state["diverged"]
-        parts = []
-        for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
-            group = with_contraction(layout.group(agents, k), on)
-            leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
-            new, div, met = train_chunk(group, *leaves, step)
-            parts.append((new.replace(config=agents.config), div, met))
-        out = tuple(layout.join([p[i] for p in parts]) for i in range(3))
-        return jax.block_until_ready(out)
+        sub = progress_steps(self.cfg)
+        chunk_metrics = []
+        for start in range(step, step + self.cfg.eval_every, sub):
+            parts = []
+            for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
+                group = with_contraction(layout.group(agents, k), on)
+                leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
+                new, div, met = train_chunk(group, *leaves, start)
+                parts.append((new.replace(config=agents.config), div, met))
+            agents, diverged, metrics = jax.block_until_ready(
+                tuple(layout.join([p[i] for p in parts]) for i in range(3)))
+            chunk_metrics.append(metrics)
+            bar.update(sub)
+        if len(chunk_metrics) == 1:
+            return agents, diverged, chunk_metrics[0]
+        return agents, diverged, jax.tree.map(lambda *m: jnp.nanmean(jnp.stack(m), axis=0), *chunk_metrics)
 
     def _evaluate(self, agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, step):
         """Rows of all members; across processes each one evaluates its own block of members."""

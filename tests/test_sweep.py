@@ -107,6 +107,7 @@ def test_nan_member_is_frozen_and_isolated(minari_root):
     (dict(agent="ppo"), "unknown agent 'ppo'"),
     (dict(seeds=0), "seeds must be a positive count"),
     (dict(num_steps=30), "multiple of eval_every"),
+    (dict(progress_every=3), "progress_every=3 must divide eval_every=20"),
 ])
 def test_bad_values_are_refused_before_compute(minari_root, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -184,6 +185,27 @@ def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_pa
     restored = ckpt.restore_latest({"agents": sequential.agents, "diverged": jnp.zeros(8, bool)})[1]
     ckpt.close()
     chex.assert_trees_all_equal(restored["agents"].params, sequential.agents.params)
+
+
+def test_progress_steps_do_not_change_the_results(minari_root, tmp_path):
+    """A chunk of eval_every steps trained in one compiled call, or in calls of 5 or (the default here, about ten
+    per chunk) 2 steps between progress-bar updates, gives the same rows, metrics and parameters."""
+    assert sweep.progress_steps(tiny_config()) == 2 and sweep.progress_steps(tiny_config(eval_every=2000)) == 200
+    assert sweep.progress_steps(tiny_config(eval_every=7)) == 1
+    runs = {n: run(tiny_config(progress_every=n), tmp_path / f"p{n}") for n in (20, 5, 0)}
+    for name in ("results.csv", "train_metrics.csv"):
+        tables = [[{k: v for k, v in r.items() if k != "wall_time"} for r in results.read_csv(tmp_path / f"p{n}" / name)]
+                  for n in runs]
+        for t in tables[1:]:
+            assert len(t) == len(tables[0]) == 16
+            for a, b in zip(t, tables[0]):
+                assert a.keys() == b.keys()
+                numbers = [k for k in a if isinstance(a[k], (int, float))]
+                assert {k: a[k] for k in a if k not in numbers} == {k: b[k] for k in b if k not in numbers}
+                np.testing.assert_allclose([a[k] for k in numbers], [b[k] for k in numbers], rtol=1e-5, atol=1e-6,
+                                           err_msg=name)
+    for n in (5, 0):
+        chex.assert_trees_all_close(runs[n][0].agents.params, runs[20][0].agents.params, atol=1e-6)
 
 
 def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_path):
