@@ -211,8 +211,9 @@ class Denoiser:
                method: str | None = None, x_init=None):
         """Actions ``[B, act_dim]`` for observations ``obs [B, obs_dim]``."""
         cfg = self.cfg
+        x0_fn = self._x0_at_level(params, self.encode(params, obs))
         return samplers.sample(
-            self._x0_at_level(params, self.encode(params, obs)), self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
+            x0_fn, self.schedule, key, obs.shape[:-1] + (self.act_dim,), method=method or cfg.sampler,
             num_steps=num_steps or cfg.sampling_steps,
             temperature=cfg.temperature if temperature is None else temperature,
             clip=cfg.clip if cfg.clip else None, x_init=x_init)

@@ -66,8 +66,8 @@ class DQLMlp(nn.Module):
 
     # The sampler's form of ``__call__`` (``Denoiser.sample``): the first trunk layer ``Dense_2`` over
     # ``[x, t_emb, obs]`` is ``x W_x + (t_emb W_t) + (obs W_o + b)``; the observation part is computed once per
-    # sampling call and the level part once per solver step for the whole batch, which removes the time MLP and two
-    # thirds of the first layer from every step. Equal to ``__call__`` up to float rounding (the sum's order;
+    # sampling call and the level part once per solver step for the whole batch, which removes the time MLP and all
+    # but the action's rows of the first layer from every step. Equal to ``__call__`` up to float rounding (the sum's order;
     # tests/test_networks.py). The layer names are flax's: ``Dense_0`` is the time MLP's outer layer (created
     # first), ``Dense_1`` its inner one.
 

@@ -44,11 +44,12 @@ EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_m
 
 def progress_steps(cfg) -> int:
     """Steps per compiled training call: ``progress_every`` when set (it must divide ``eval_every``), otherwise the
-    largest divisor of ``eval_every`` that is at most a tenth of it, so the progress bar and its ETA move about ten
-    times between evaluations. Results do not depend on it (every step's randomness comes from its index)."""
+    largest divisor of ``eval_every`` between 100 and a tenth of it, so the progress bar and its ETA move about ten
+    times between evaluations (``eval_every`` itself when there is none: short intervals train in one call).
+    Results do not depend on it (every step's randomness comes from its index)."""
     if cfg.get("progress_every", 0):
         return int(cfg.progress_every)
-    return max(d for d in range(1, max(1, cfg.eval_every // 10) + 1) if cfg.eval_every % d == 0)
+    return max((d for d in range(100, cfg.eval_every // 10 + 1) if cfg.eval_every % d == 0), default=cfg.eval_every)
 
 
 class SweepStopped(Exception):
