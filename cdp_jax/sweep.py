@@ -294,24 +294,23 @@ class Sweep:
     def _train(self, train_chunk, layout, grid, state, step, bar):
         """One chunk of ``eval_every`` steps for every compiled group, as compiled calls of
         :func:`progress_steps` steps each (the progress bar moves after each); returns ``(agents, diverged,
-        metrics)``, the metrics averaged over the chunk."""
+        metrics)``, the metrics averaged over the chunk. The groups are gathered once and joined once per chunk."""
         agents, diverged = state["agents"], state["diverged"]
+        groups = [[with_contraction(layout.group(agents, k), on)] + [layout.group(x, k) for x in
+                                                                      (diverged, grid.subsets, grid.seeds)]
+                  for k, on in enumerate(layout.contraction_on)]    # γ = 0 groups are compiled without the L_c term
+        metrics = [[] for _ in groups]
         sub = progress_steps(self.cfg)
-        chunk_metrics = []
         for start in range(step, step + self.cfg.eval_every, sub):
-            parts = []
-            for k, on in enumerate(layout.contraction_on):      # γ = 0 groups are compiled without the L_c term
-                group = with_contraction(layout.group(agents, k), on)
-                leaves = (layout.group(x, k) for x in (diverged, grid.subsets, grid.seeds))
-                new, div, met = train_chunk(group, *leaves, start)
-                parts.append((new.replace(config=agents.config), div, met))
-            agents, diverged, metrics = jax.block_until_ready(
-                tuple(layout.join([p[i] for p in parts]) for i in range(3)))
-            chunk_metrics.append(metrics)
+            for g, met in zip(groups, metrics):
+                g[0], g[1], m = train_chunk(*g, start)
+                met.append(m)
+            jax.block_until_ready([g[:2] for g in groups])
             bar.update(sub)
-        if len(chunk_metrics) == 1:
-            return agents, diverged, chunk_metrics[0]
-        return agents, diverged, jax.tree.map(lambda *m: jnp.nanmean(jnp.stack(m), axis=0), *chunk_metrics)
+        mean = [jax.tree.map(lambda *m: jnp.nanmean(jnp.stack(m), axis=0), *met) for met in metrics]
+        out = (layout.join([g[0].replace(config=agents.config) for g in groups]),
+               layout.join([g[1] for g in groups]), layout.join(mean))
+        return jax.block_until_ready(out)
 
     def _evaluate(self, agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, step):
         """Rows of all members; across processes each one evaluates its own block of members."""
