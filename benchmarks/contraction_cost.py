@@ -13,7 +13,8 @@ Parts (each a table, all written to ``--out`` as soon as measured):
   the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes), on the
   whole batch (official) and on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option).
 * ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
-  1, 4 and 8 probes (issue target: CDP-Unet / DP-Unet <= 1.15); ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT.
+  1, 4 and 8 probes and by 1 probe on a 10% sub-batch (issue target: CDP-Unet / DP-Unet <= 1.15), each as calls
+  of one compiled update; ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT.
 * ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
   the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
 """
@@ -114,10 +115,13 @@ def il_rows(steps: int) -> list[dict]:
 
 def chunk_rows(steps: int, batch_size: int = 256, probes: tuple = (1, 4, 8), network: str = "unet") -> list[dict]:
     lift = dict(network=network, obs_dim=38, act_dim=16 * 7, batch_size=batch_size, horizon=16)
-    base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **lift)
+    base = steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, scan=False, **lift)
     name = {"unet": "Unet", "dit": "DiT"}[network]
     variants = [(f"CDP-{name}, {p} probe{'s' * (p > 1)}", steps_per_second("dbc", "frobenius", 1.0, 0.1, steps,
-                                                                           num_probes=p, **lift)) for p in probes]
+                                                                           num_probes=p, scan=False, **lift))
+                for p in probes]
+    variants.append((f"CDP-{name}, 1 probe, 10% sub-batch", steps_per_second(
+        "dbc", "frobenius", 1.0, 0.1, steps, num_probes=1, batch_fraction=0.1, scan=False, **lift)))
     return table(f"DP-{name} / CDP-{name} on Lift chunks (16 x 7, batch {batch_size})", base, variants)
 
 

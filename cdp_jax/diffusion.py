@@ -193,19 +193,36 @@ class Denoiser:
         elif c.batch_fraction < 1.0:                    # IL option: the first rows of the (random) batch only
             rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
             x_t, t, cond = x_t[:rows], t[:rows], cond[:rows]
+        return self._penalty(self._linearize_x0(params, x_t, t, cond), k_pen, t)
+
+    def denoising_and_contraction_loss(self, params, key, x_t, t, eps, x0, cond, dropout_key=None):
+        """``(denoising loss, L_c)``: :meth:`denoising_loss` and :meth:`contraction_loss` on the denoising samples.
+        When ``L_c`` is taken on those very samples (the IL recipe: ``low_noise_fraction`` and ``batch_fraction``
+        1) by an x0-predicting network without dropout, one linearisation at ``x_t`` serves both: the network runs
+        forward (and, under ``jax.grad``, backward) once instead of twice. Same values as the two calls."""
+        c, cfg = self.cfg.contraction, self.cfg
+        if c.low_noise_fraction < 1.0 or c.batch_fraction < 1.0 or cfg.prediction != "x0" or cfg.network == "idql":
+            return (self.denoising_loss(params, x_t, t, eps, x0, cond, dropout_key),
+                    self.contraction_loss(params, key, x0, cond, x_t, t))
+        lin = self._linearize_x0(params, x_t, t, cond)
+        return jnp.mean((lin.value - x0) ** 2), self._penalty(lin, jax.random.split(key, 3)[2], t)
+
+    def _linearize_x0(self, params, x_t, t, cond) -> contraction.Linearized:
+        return contraction.linearize(lambda x: self.predict_x0(params, x, t, cond), x_t)
+
+    def _penalty(self, lin: contraction.Linearized, key, t):
+        c = self.cfg.contraction
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
-        fn = lambda x: self.predict_x0(params, x, t, cond)
-        return jnp.mean(contraction.batch_penalty(c.penalty, fn, x_t, k_pen, beta=c.beta, num_iters=c.num_iters,
+        return jnp.mean(contraction.batch_penalty(c.penalty, lin, key, beta=c.beta, num_iters=c.num_iters,
                                                   threshold=threshold, method=c.eigen_method,
                                                   num_probes=c.num_probes))
 
     def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
         """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""
-        cond = self.encode(params, obs)
-        fn = lambda x: self.predict_x0(params, x, t, cond)
+        lin = self._linearize_x0(params, x_t, t, self.encode(params, obs))
         if num_iters is None:
-            return jnp.linalg.eigvalsh(contraction.batch_symmetric_jacobian(fn, x_t))[:, -1]
-        return contraction.batch_max_eigenvalue(fn, x_t, key, num_iters)
+            return jnp.linalg.eigvalsh(contraction.batch_symmetric_jacobian(lin))[:, -1]
+        return contraction.batch_max_eigenvalue(lin, key, num_iters)
 
     def sample(self, params, key, obs, *, num_steps: int | None = None, temperature: float | None = None,
                method: str | None = None, x_init=None):

@@ -122,10 +122,10 @@ def test_batched_forms_equal_vmapped_point_forms():
     x = jnp.asarray(RNG.normal(size=(7, 3)), jnp.float32)
     batched = lambda xb: net.apply(params, xb)
     point = lambda xx: net.apply(params, xx)
-    np.testing.assert_allclose(C.batch_symmetric_jacobian(batched, x), jax.vmap(lambda xx: C.symmetric_jacobian(point, xx))(x), atol=1e-6)
-    np.testing.assert_allclose(C.batch_frobenius_penalty(batched, x, 0.1), jax.vmap(lambda xx: C.frobenius_penalty(point, xx, 0.1))(x), atol=1e-6)
-    exact = np.linalg.eigvalsh(np.asarray(C.batch_symmetric_jacobian(batched, x)))[:, -1]
-    np.testing.assert_allclose(C.batch_max_eigenvalue(batched, x, jax.random.PRNGKey(0)), exact, atol=1e-5)
+    np.testing.assert_allclose(C.batch_symmetric_jacobian(C.linearize(batched, x)), jax.vmap(lambda xx: C.symmetric_jacobian(point, xx))(x), atol=1e-6)
+    np.testing.assert_allclose(C.batch_frobenius_penalty(C.linearize(batched, x), 0.1), jax.vmap(lambda xx: C.frobenius_penalty(point, xx, 0.1))(x), atol=1e-6)
+    exact = np.linalg.eigvalsh(np.asarray(C.batch_symmetric_jacobian(C.linearize(batched, x))))[:, -1]
+    np.testing.assert_allclose(C.batch_max_eigenvalue(C.linearize(batched, x), jax.random.PRNGKey(0)), exact, atol=1e-5)
 
 
 def test_hinge():
@@ -183,10 +183,10 @@ def test_probe_estimate_of_the_frobenius_loss_is_unbiased_with_an_unbiased_gradi
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
 
     def exact(p):
-        return C.batch_frobenius_penalty(lambda a: net.apply(p, a), x, 0.1).sum()
+        return C.batch_frobenius_penalty(C.linearize(lambda a: net.apply(p, a), x), 0.1).sum()
 
     def estimate(p, k):
-        return C.batch_frobenius_estimate(lambda a: net.apply(p, a), x, k, 0.1, num_probes=1).sum()
+        return C.batch_frobenius_estimate(C.linearize(lambda a: net.apply(p, a), x), k, 0.1, num_probes=1).sum()
 
     values = np.asarray(jax.vmap(lambda k: estimate(params, k))(keys))
     assert abs(values.mean() - float(exact(params))) < 4 * values.std() / np.sqrt(len(values))
@@ -196,7 +196,7 @@ def test_probe_estimate_of_the_frobenius_loss_is_unbiased_with_an_unbiased_gradi
     grads = np.asarray(jax.vmap(lambda k: project(jax.grad(estimate)(params, k)))(keys))
     truth = float(project(jax.grad(exact)(params)))
     assert abs(grads.mean() - truth) < 4 * grads.std() / np.sqrt(len(grads))
-    many = C.batch_frobenius_estimate(lambda a: net.apply(params, a), x, keys[0], 0.1, num_probes=64)
+    many = C.batch_frobenius_estimate(C.linearize(lambda a: net.apply(params, a), x), keys[0], 0.1, num_probes=64)
     chex.assert_shape(many, (3,))
-    np.testing.assert_allclose(C.batch_penalty("frobenius", lambda a: net.apply(params, a), x, keys[0],
+    np.testing.assert_allclose(C.batch_penalty("frobenius", C.linearize(lambda a: net.apply(params, a), x), keys[0],
                                                num_probes=64), many, rtol=1e-6)

@@ -133,3 +133,23 @@ def test_il_contraction_sub_batch_is_the_first_rows_of_the_denoising_samples():
     expected = diffusion.Denoiser.from_config(cfg, 2).contraction_loss(params, key, x0[:2], obs[:2], x_t[:2], t[:2])
     np.testing.assert_allclose(part, expected, rtol=1e-6)
     assert abs(float(part) - float(full)) > 1e-7
+
+
+@pytest.mark.parametrize("penalty, num_probes", [("frobenius", 0), ("frobenius", 2), ("hinge", 0)])
+def test_one_linearisation_gives_the_denoising_and_contraction_losses_of_the_two_calls(penalty, num_probes):
+    """The IL path shares the network's forward pass between both terms: same values and parameter gradients as
+    :meth:`denoising_loss` + :meth:`contraction_loss`, which each run the network themselves."""
+    from cdp_jax import diffusion
+    cfg = diffusion.default_config()
+    cfg.hidden, cfg.contraction.low_noise_fraction = 16, 1.0
+    cfg.contraction.penalty, cfg.contraction.num_probes = penalty, num_probes
+    den = diffusion.Denoiser.from_config(cfg, 3)
+    params = den.init(jax.random.PRNGKey(0), 4)
+    x0, obs = jnp.tanh(jax.random.normal(jax.random.PRNGKey(1), (8, 3))), jax.random.normal(jax.random.PRNGKey(2), (8, 4))
+    x_t, t, eps = den.noise(jax.random.PRNGKey(3), x0)
+    key = jax.random.PRNGKey(4)
+    shared = lambda p: den.denoising_and_contraction_loss(p, key, x_t, t, eps, x0, obs)
+    separate = lambda p: (den.denoising_loss(p, x_t, t, eps, x0, obs), den.contraction_loss(p, key, x0, obs, x_t, t))
+    np.testing.assert_allclose(jnp.stack(shared(params)), jnp.stack(separate(params)), rtol=1e-5)
+    total = lambda f: jax.grad(lambda p: f(p)[0] + 0.7 * f(p)[1])(params)
+    chex.assert_trees_all_close(total(shared), total(separate), rtol=1e-4, atol=1e-6)

@@ -107,7 +107,7 @@ def test_ema_stays_at_the_initial_weights_until_ema_start():
 def test_eigen_avg_is_the_mean_eigenvalue():
     a = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
     x = jnp.ones((5, 3))
-    got = C.batch_penalty("eigen_avg", lambda v: v @ a.T, x, jax.random.PRNGKey(0))
+    got = C.batch_penalty("eigen_avg", C.linearize(lambda v: v @ a.T, x), jax.random.PRNGKey(0))
     exact = np.linalg.eigvalsh(0.5 * (np.asarray(a) + np.asarray(a).T)).mean()
     np.testing.assert_allclose(got, np.full(5, exact), rtol=1e-5)
     np.testing.assert_allclose(exact, np.trace(np.asarray(a)) / 3, rtol=1e-5)

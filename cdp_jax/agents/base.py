@@ -104,10 +104,11 @@ class DiffusionActor:
         k_noise, k_c = jax.random.split(key)
         x_t, t, eps = den.noise(k_noise, act)
         cond = den.encode(params, obs, jax.random.fold_in(key, 2))    # image encoders crop at random, once
-        bc = den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key=jax.random.fold_in(key, 1))
+        dropout_key = jax.random.fold_in(key, 1)
         if not self.config.diffusion.contraction.enabled:
+            bc = den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key)
             return bc, dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
-        lc = den.contraction_loss(params, k_c, act, cond, x_t, t)
+        bc, lc = den.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
         return bc + self.hp.gamma * lc, dict(bc_loss=bc, contraction_loss=lc)
 
     def candidates(self, obs, key, num: int, temperature: float | None = None):
