@@ -14,7 +14,7 @@ Parts (each a table, all written to ``--out`` as soon as measured):
   whole batch (official) and on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option).
 * ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
   1, 4 and 8 probes and by 1 probe on a 10% sub-batch (issue target: CDP-Unet / DP-Unet <= 1.15), each as calls
-  of one compiled update; ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT.
+  of one compiled update; ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT; and how noisy one probe is.
 * ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
   the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
 """
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from absl import flags
 
 from benchmarks.timing import median_seconds
+from cdp_jax import contraction
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
 from cdp_jax.io import atomic_write_text
@@ -125,6 +126,26 @@ def chunk_rows(steps: int, batch_size: int = 256, probes: tuple = (1, 4, 8), net
     return table(f"DP-{name} / CDP-{name} on Lift chunks (16 x 7, batch {batch_size})", base, variants)
 
 
+def probe_spread(network: str = "unet", samples: int = 8, draws: int = 64) -> dict:
+    """How noisy one probe is on a Lift chunk: the relative standard deviation of the single-probe estimate of
+    ``mean((J_sym + 0.1 I)^2)`` per sample (over ``draws`` probes), against the exact value from 112 JVPs, at an
+    initialised network and random levels."""
+    agent, _ = benchmark_agent("dbc", "frobenius", 1.0, 0.1, network=network, obs_dim=38, act_dim=16 * 7,
+                               batch_size=samples, horizon=16)
+    den, key = agent.denoiser, jax.random.PRNGKey(1)
+    x0 = jnp.tanh(jax.random.normal(key, (samples, 16 * 7)))
+    obs = jax.random.normal(jax.random.fold_in(key, 1), (samples, 38))
+    x_t, t, _ = den.noise(jax.random.fold_in(key, 2), x0)
+    lin = contraction.linearize(lambda x: den.predict_x0(agent.params, x, t, obs), x_t)
+    exact = contraction.batch_frobenius_penalty(lin)
+    draws = jnp.stack([contraction.batch_frobenius_estimate(lin, k) for k in jax.random.split(key, draws)])
+    spread = dict(one_probe_relative_std=float(jnp.mean(draws.std(0) / exact)),
+                  exact_relative_spread_across_samples=float(exact.std() / exact.mean()))
+    print(f"\none probe on a {network} chunk: relative std {spread['one_probe_relative_std']:.3f} per sample "
+          f"(exact values vary by {spread['exact_relative_spread_across_samples']:.3f} across samples)")
+    return spread
+
+
 def grid_row(agent: str, steps: int, n: int) -> dict:
     off = steps_per_second(agent, "frobenius", 0.1, 0.0, steps, members=n)
     on = steps_per_second(agent, "frobenius", 0.1, 0.0, steps, members=n, contraction_on=True)
@@ -155,7 +176,7 @@ def main(_, args: flags.FlagValues) -> int:
     measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
                "chunks": lambda: {net: chunk_rows(max(2, args.steps // 10), args.chunk_batch,
                                                   tuple(int(p) for p in args.probes), net)
-                                  for net in args.chunk_networks},
+                                  for net in args.chunk_networks} | {"probe_spread": probe_spread()},
                "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
     for part in args.parts:
         figures[part] = measure[part]()
