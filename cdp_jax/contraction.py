@@ -175,7 +175,7 @@ def hinge_penalty(lam_max: jax.Array, threshold: jax.Array | float, beta: float 
 
 def batch_penalty(kind: str, lin: Linearized, key: jax.Array, *, beta: float = 0.1, num_iters: int = 5,
                   threshold: jax.Array | float = 0.0, method: str = "lanczos", num_probes: int = 0) -> jax.Array:
-    """Per-row contraction loss by name, ``[B]``, at the rows of a :func:`linearize`\ d map.
+    """Per-row contraction loss by name, ``[B]``, at the rows of a linearisation (:func:`linearize`).
 
     ``"frobenius"``: the official code's default, ``mean((J_sym + beta I)^2)``; exact from ``d`` JVPs, or with
     ``num_probes > 0`` the unbiased estimate of :func:`batch_frobenius_estimate`.
