@@ -173,16 +173,28 @@ def main(_, args: flags.FlagValues) -> int:
         return 2
     figures = dict(device=jax.devices()[0].device_kind, steps_per_timed_call=args.steps)
     print(f"device {figures['device']}, {args.steps} steps per timed call")
-    measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
-               "chunks": lambda: {net: chunk_rows(max(2, args.steps // 10), args.chunk_batch,
-                                                  tuple(int(p) for p in args.probes), net)
-                                  for net in args.chunk_networks} | {"probe_spread": probe_spread()},
-               "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
-    for part in args.parts:
-        figures[part] = measure[part]()
+
+    def save() -> None:
         if args.out:
             os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
             atomic_write_text(args.out, json.dumps(figures, indent=1))
+
+    def chunks() -> None:                       # written table by table: each takes minutes
+        figures["chunks"] = {}
+        for net in args.chunk_networks:
+            figures["chunks"][net] = chunk_rows(max(2, args.steps // 10), args.chunk_batch,
+                                                tuple(int(p) for p in args.probes), net)
+            save()
+        figures["chunks"]["probe_spread"] = probe_spread()
+
+    measure = {"rl": lambda: rl_rows(args.agent, args.steps), "il": lambda: il_rows(args.steps),
+               "grid": lambda: grid_row(args.agent, args.steps, args.grid_members)}
+    for part in args.parts:
+        if part == "chunks":
+            chunks()
+        else:
+            figures[part] = measure[part]()
+        save()
     print(json.dumps(figures))
     return 0
 
