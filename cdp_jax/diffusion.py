@@ -104,6 +104,10 @@ class Denoiser:
         return cls(cfg, act_dim, network, make_schedule(cfg.schedule, cfg.diffusion_steps))
 
     @property
+    def _has_dropout(self) -> bool:
+        return self.cfg.network == "idql"
+
+    @property
     def has_encoder(self) -> bool:
         return hasattr(self.network, "encode")
 
@@ -167,7 +171,7 @@ class Denoiser:
         """MSE against the network's own target (x0 or eps), averaged over batch and action dims (``cond``:
         :meth:`encode` of the observations). A network with dropout (``"idql"``) runs it in training mode with
         ``dropout_key``; everywhere else it is off."""
-        train = dict(train=True, rngs={"dropout": dropout_key}) if self.cfg.network == "idql" else {}
+        train = dict(train=True, rngs={"dropout": dropout_key}) if self._has_dropout else {}
         out = self._apply(params, x_t, t, cond, **train)
         target = x0 if self.cfg.prediction == "x0" else eps
         return jnp.mean((out - target) ** 2)
@@ -183,29 +187,35 @@ class Denoiser:
         ``batch_fraction < 1`` the first ``ceil(batch_fraction * B)`` (a uniform sub-batch, since batches are
         drawn at random; an option to cut the cost, not the official setting).
         """
+        x_t, t, cond, k_pen, _ = self._contraction_rows(key, x0, cond, x_t, t)
+        return self._penalty(self._linearize_x0(params, x_t, t, cond), k_pen, t)
+
+    def _contraction_rows(self, key, x0, cond, x_t, t):
+        """``(x_t, t, cond, penalty key, same)``: the rows :meth:`contraction_loss` takes, and whether they are the
+        given denoising samples themselves."""
         c = self.cfg.contraction
         k_sub, k_noise, k_pen = jax.random.split(key, 3)
         if c.low_noise_fraction < 1.0 or x_t is None:
             idx, t = contraction.low_noise_subbatch(k_sub, x0.shape[0], self.schedule.num_steps, c.low_noise_fraction)
             x0, cond = x0[idx], cond[idx]
             eps = jax.random.normal(k_noise, x0.shape)
-            x_t = self.q_sample(x0, t, eps)
-        elif c.batch_fraction < 1.0:                    # IL option: the first rows of the (random) batch only
+            return self.q_sample(x0, t, eps), t, cond, k_pen, False
+        if c.batch_fraction < 1.0:                      # IL option: the first rows of the (random) batch only
             rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
-            x_t, t, cond = x_t[:rows], t[:rows], cond[:rows]
-        return self._penalty(self._linearize_x0(params, x_t, t, cond), k_pen, t)
+            return x_t[:rows], t[:rows], cond[:rows], k_pen, False
+        return x_t, t, cond, k_pen, True
 
     def denoising_and_contraction_loss(self, params, key, x_t, t, eps, x0, cond, dropout_key=None):
         """``(denoising loss, L_c)``: :meth:`denoising_loss` and :meth:`contraction_loss` on the denoising samples.
         When ``L_c`` is taken on those very samples (the IL recipe: ``low_noise_fraction`` and ``batch_fraction``
         1) by an x0-predicting network without dropout, one linearisation at ``x_t`` serves both: the network runs
         forward (and, under ``jax.grad``, backward) once instead of twice. Same values as the two calls."""
-        c, cfg = self.cfg.contraction, self.cfg
-        if c.low_noise_fraction < 1.0 or c.batch_fraction < 1.0 or cfg.prediction != "x0" or cfg.network == "idql":
+        rows_x, rows_t, rows_cond, k_pen, same = self._contraction_rows(key, x0, cond, x_t, t)
+        if not same or self.cfg.prediction != "x0" or self._has_dropout:
             return (self.denoising_loss(params, x_t, t, eps, x0, cond, dropout_key),
-                    self.contraction_loss(params, key, x0, cond, x_t, t))
+                    self._penalty(self._linearize_x0(params, rows_x, rows_t, rows_cond), k_pen, rows_t))
         lin = self._linearize_x0(params, x_t, t, cond)
-        return jnp.mean((lin.value - x0) ** 2), self._penalty(lin, jax.random.split(key, 3)[2], t)
+        return jnp.mean((lin.value - x0) ** 2), self._penalty(lin, k_pen, t)
 
     def _linearize_x0(self, params, x_t, t, cond) -> contraction.Linearized:
         return contraction.linearize(lambda x: self.predict_x0(params, x, t, cond), x_t)
