@@ -69,7 +69,8 @@ def get_config(arg: str = "lift"):
         cfg.sequence = dict(obs_steps=2, horizon=16, action_steps=8)
         cfg.batch_size = 64 if images else 256
         cfg.agent_config = dict(lr=1e-4 if backbone == "unet" else 5e-4, diffusion=dict(
-            network=backbone, sampling_steps=50, contraction=dict(num_probes=1, low_noise_fraction=1.0),
+            network=backbone, hidden=0, sampling_steps=50,  # hidden 0: the backbone's own width (UNet model_dim 256)
+            contraction=dict(num_probes=1, low_noise_fraction=1.0),
             **cfg.agent_config.get("diffusion", {})))
     elif backbone == "bc_gmm":
         cfg.agent, cfg.agent_config, cfg.gammas = "bc_gmm", {}, (0.0,)
