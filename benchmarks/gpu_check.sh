@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The prepared GPU check (about 4 minutes): device facts, then benchmarks/throughput.py — EDP and CDP updates/s of
+# The prepared GPU check (at most 7 minutes): device facts, then benchmarks/throughput.py — EDP and CDP updates/s of
 # one run and their step-time ratio, EDP+CDP grids of N = 1, 4, 16, 64 members and DBC/CDP-IL grids of 1, 16, 64
 # against separate runs, sampler actions/s, grid evaluation env-steps/s, and the evaluation share of a 16-member
-# sweep. Every figure is written to $OUT/throughput_gpu.json as soon as it is measured.
+# sweep; then benchmarks/image_throughput.py — DBC/CDP (Pearce MLP) and DP-Unet/CDP-Unet updates/s on two 84 x 84
+# cameras at batch 64. Every figure is written ($OUT/throughput_gpu.json, $OUT/images_gpu.json) as soon as it is
+# measured. CHECK_S and IMAGES_S bound the two parts (seconds).
 # On the GPU machine, from the repository root, with the wheels of ../shared/gpu/prepare.sh in .whl/:
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 #   OUT=benchmarks/results bash benchmarks/gpu_check.sh
@@ -15,4 +17,6 @@ nvidia-smi -L 2>/dev/null || true
 $PY -c "import jax; print('jax', jax.__version__, 'devices:', jax.devices()); assert jax.default_backend() == 'gpu', 'no GPU backend: this check is for a GPU machine'" || exit 1
 timeout -k 15 "${CHECK_S:-270}" $PY -m benchmarks.throughput --out "$OUT/throughput_gpu.json" --grids 1,4,16,64 \
     --dbc_grids 1,16,64 --steps 200 --sweep_members 16
-echo "gpu_check exit $? ($OUT/throughput_gpu.json)"
+echo "gpu_check throughput exit $? ($OUT/throughput_gpu.json)"
+timeout -k 15 "${IMAGES_S:-150}" $PY -m benchmarks.image_throughput --parts=train --steps=20 --out "$OUT/images_gpu.json"
+echo "gpu_check images exit $? ($OUT/images_gpu.json)"
