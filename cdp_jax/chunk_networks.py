@@ -12,48 +12,21 @@ sample) and ``obs`` is the flattened observation history. Each network reshapes 
 """
 from __future__ import annotations
 
-import functools
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from cdp_jax.convolution import Conv as Conv1d, conv_general_dilated
 from cdp_jax.networks import mish, positional_embedding
 
 
-def _conv1d(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None, **kwargs):
-    """``lax.conv_general_dilated`` for 1-D, channels-last convolutions ``[B, W, C_in] * [K, C_in, C_out]``, except
-    where XLA:CPU's convolution is pathologically slow: an output shorter than the kernel (a kernel-5 conv over the
-    UNet's 4-step bottleneck: 205 ms where the same sums as one matmul take 3 ms, batch 32) and an input dilation
-    (the transposed convolution of ``Upsample1d``: its gradient took 144 ms instead of 10). Those are computed as
-    one matmul over the ``K`` shifted copies of the (zero-dilated, padded) input: the same sums."""
-    width, kernel = lhs.shape[1], rhs.shape[0]
-    (dilation,) = tuple(lhs_dilation or (1,))
-    simple = (lhs.ndim == 3 and tuple(window_strides) == (1,) and tuple(rhs_dilation or (1,)) == (1,)
-              and kwargs.get("feature_group_count", 1) == 1)
-    if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(((width - 1) * dilation + 1,), (kernel,), tuple(window_strides), padding)
-    (low, high), = padding
-    out_width = (width - 1) * dilation + 1 + low + high - kernel + 1
-    if not simple or (dilation == 1 and out_width >= kernel):
-        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                                            rhs_dilation=rhs_dilation, **kwargs)
-    if dilation > 1:                                    # x0 0 .. 0 x1 0 .. 0 x2 ...: (W - 1) * dilation + 1 steps
-        zeros = jnp.zeros(lhs.shape[:2] + (dilation - 1, lhs.shape[2]), lhs.dtype)
-        lhs = jnp.concatenate([lhs[:, :, None], zeros], axis=2).reshape(lhs.shape[0], -1, lhs.shape[2])
-        lhs = lhs[:, :(width - 1) * dilation + 1]
-    padded = jnp.pad(lhs, ((0, 0), (low, high), (0, 0)))
-    windows = jnp.concatenate([padded[:, k:k + out_width] for k in range(kernel)], axis=-1)   # [B, W', K * C_in]
-    return jnp.dot(windows, rhs.reshape(-1, rhs.shape[-1]), precision=kwargs.get("precision"))
-
-
-Conv1d = functools.partial(nn.Conv, conv_general_dilated=_conv1d)
 
 
 class _Upsample1d(nn.Module):
     """Diffusion Policy's ``Upsample1d``, ``ConvTranspose1d(C, C, 4, stride 2, padding 1)``: ``[B, W, C_in]`` ->
     ``[B, 2W, features]``; the parameters of flax's ``nn.ConvTranspose(features, (4,), (2,), "SAME")`` and its
-    output, computed by :func:`_conv1d` as a convolution of the zero-dilated input."""
+    output, computed as a convolution of the zero-dilated input (:func:`cdp_jax.convolution.conv_general_dilated`;
+    the gradient of ``nn.ConvTranspose`` took 144 ms instead of 10 on the CPU)."""
 
     features: int
 
@@ -61,7 +34,7 @@ class _Upsample1d(nn.Module):
     def __call__(self, h):
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, h.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        return _conv1d(h, kernel, (1,), ((2, 2),), lhs_dilation=(2,)) + bias
+        return conv_general_dilated(h, kernel, (1,), ((2, 2),), lhs_dilation=(2,)) + bias
 
 
 def _to_chunk(x, horizon: int):

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cdp_jax.convolution import Conv
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageLayout:
@@ -86,11 +88,11 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         norm = lambda: nn.GroupNorm(num_groups=self.channels // 16)
-        h = nn.Conv(self.channels, (3, 3), self.stride, padding=1, use_bias=False)(x)
+        h = Conv(self.channels, (3, 3), self.stride, padding=1, use_bias=False)(x)
         h = nn.relu(norm()(h))
-        h = norm()(nn.Conv(self.channels, (3, 3), padding=1, use_bias=False)(h))
+        h = norm()(Conv(self.channels, (3, 3), padding=1, use_bias=False)(h))
         if self.stride != 1 or x.shape[-1] != self.channels:
-            x = norm()(nn.Conv(self.channels, (1, 1), self.stride, use_bias=False)(x))
+            x = norm()(Conv(self.channels, (1, 1), self.stride, use_bias=False)(x))
         return nn.relu(h + x)
 
 
@@ -100,7 +102,7 @@ class ResNet18GN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = nn.Conv(64, (7, 7), 2, padding=3, use_bias=False)(x)
+        x = Conv(64, (7, 7), 2, padding=3, use_bias=False)(x)
         x = nn.relu(nn.GroupNorm(num_groups=4)(x))
         x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         for i, channels in enumerate((64, 128, 256, 512)):
