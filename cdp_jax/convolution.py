@@ -23,8 +23,9 @@ from jax import lax
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """``lax.conv_general_dilated``'s signature and result for channels-last convolutions ``[B, *S, C_in] *
-    [*K, C_in, C_out] -> [B, *S', C_out]`` (flax's layout, and the default here); as a matmul over the ``prod(K)`` shifted copies of the
-    input on the CPU, ``lax.conv_general_dilated`` otherwise (and for grouped or kernel-dilated convolutions)."""
+    [*K, C_in, C_out] -> [B, *S', C_out]`` (flax's layout, and the default here); as a matmul over the ``prod(K)``
+    shifted copies of the input on the CPU, ``lax.conv_general_dilated`` otherwise (and for grouped or
+    kernel-dilated convolutions)."""
     nd = lhs.ndim - 2
     lhs_dilation = tuple(lhs_dilation or (1,) * nd)
     spatial = tuple(range(1, nd + 1))
@@ -49,7 +50,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          (padded.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)),
                           padded.shape[-1]), (1, *strides, 1))
                for offset in itertools.product(*(range(k) for k in kernel))]          # row-major, as rhs is
-    stacked = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=-1)   # [B, *S', prod(K) * C_in]
+    stacked = jnp.concatenate(windows, axis=-1)                                          # [B, *S', prod(K) * C_in]
     return jnp.dot(stacked, rhs.reshape(-1, rhs.shape[-1]), precision=precision)
 
 
