@@ -3,7 +3,12 @@
 Hopper-sized DBC/CDP members (obs 11, act 3, batch 256, T = 50, DQL MLP, gamma = 0.1 on the low-noise 10%
 sub-batch), trained by the sweep's own ``make_train_chunk`` on synthetic data.
 
-    python -m benchmarks.sweep_throughput [--grids 1,4,16] [--steps 100]
+    python -m benchmarks.sweep_throughput [--grids 1,4,16] [--steps 100] [--overhead]
+
+``--overhead``: where a one-member grid's step time goes, one EDP member (γ = 0) timed as the grid adds its
+parts, each a ``steps``-step ``scan`` in one compiled program: the bare update on a fixed batch; the same
+vmapped over a one-member axis; + a batch sampled from the member's subset every step; + the divergence guard
+(= ``make_train_chunk``, the sweep's program). Each line's ratio is to the bare update.
 """
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ from absl import flags
 
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
-from cdp_jax.datasets import Subsets, Transitions
-from cdp_jax.grid import GridLayout, make_train_chunk, with_contraction
+from benchmarks.timing import median_seconds
+from cdp_jax.datasets import Subsets, Transitions, sample_batch
+from cdp_jax.grid import GridLayout, batch_dict, make_train_chunk, with_contraction
 
 OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
 
@@ -31,15 +37,20 @@ def synthetic_data(key) -> Transitions:
     return Transitions(obs, jnp.tanh(jax.random.normal(k2, (N_DATA, ACT))), rewards, obs, zeros, zeros, zeros)
 
 
-def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,)) -> float:
-    """Median seconds of one ``steps``-step chunk of an ``n``-member grid whose members cycle through ``gammas``
-    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP), grouped by γ > 0 as the sweep groups them."""
+def members(agent: str, n: int, gammas):
+    """``n`` stacked Hopper-sized members (seeds 0..n-1, DQL MLP, L_c on the low-noise 10%) cycling ``gammas``."""
     cfg = default_agent_config(agent)
     cfg.diffusion.network, cfg.diffusion.contraction.low_noise_fraction = "dql", 0.1
     cfg.diffusion.contraction.num_iters = 5
-    seeds = jnp.arange(n)
     hp = HParams(gamma=jnp.asarray([gammas[i % len(gammas)] for i in range(n)], jnp.float32), eta=jnp.ones(n))
-    agents = jax.vmap(lambda h, s: agent_class(agent).create(cfg, h, jax.random.PRNGKey(s), OBS, ACT))(hp, seeds)
+    return jax.vmap(lambda h, s: agent_class(agent).create(cfg, h, jax.random.PRNGKey(s), OBS, ACT))(hp, jnp.arange(n))
+
+
+def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,)) -> float:
+    """Median seconds of one ``steps``-step chunk of an ``n``-member grid whose members cycle through ``gammas``
+    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP), grouped by γ > 0 as the sweep groups them."""
+    seeds = jnp.arange(n)
+    agents = members(agent, n, gammas)
     subsets = Subsets(idx=jnp.tile(jnp.arange(N_DATA, dtype=jnp.int32), (n, 1)), count=jnp.full(n, N_DATA, jnp.int32))
     chunk = make_train_chunk(data, BATCH, steps)
     diverged = jnp.zeros(n, bool)
@@ -63,16 +74,47 @@ def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gamm
     return sorted(times)[1]
 
 
+def overhead_seconds(steps: int, data: Transitions) -> dict:
+    """Seconds per update of one EDP member as the grid's parts are added (see the module docstring)."""
+    agent = members("edp", 1, (0.0,))
+    one = jax.tree.map(lambda x: x[0], agent)
+    subset = Subsets(idx=jnp.arange(N_DATA, dtype=jnp.int32), count=jnp.asarray(N_DATA, jnp.int32))
+    fixed = batch_dict(data.rows(jnp.arange(BATCH)))
+    fixed_step = lambda a, k: (a.update(fixed, k)[0], None)
+
+    def sampled_step(a, k):
+        k_batch, k_update = jax.random.split(k)
+        return a.update(batch_dict(sample_batch(k_batch, data, subset, BATCH)), k_update)[0], None
+
+    loop = lambda step: (lambda a, key: jax.lax.scan(step, a, jax.random.split(key, steps))[0])
+    key = jax.random.PRNGKey(0)
+    chunk = make_train_chunk(data, BATCH, steps)
+    args = (jnp.zeros(1, bool), jax.tree.map(lambda x: x[None], subset), jnp.zeros(1, jnp.int32))
+    programs = {"bare update, fixed batch": (jax.jit(loop(fixed_step)), one),
+                "vmapped over 1 member": (jax.jit(jax.vmap(loop(fixed_step), (0, None))), agent),
+                "+ batch sampled each step": (jax.jit(jax.vmap(loop(sampled_step), (0, None))), agent),
+                "+ divergence guard (make_train_chunk)": (lambda a, key: chunk(jax.tree.map(jnp.copy, a), *args, 0),
+                                                          agent)}
+    return {name: median_seconds(fn, a, key) / steps for name, (fn, a) in programs.items()}
+
+
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_list("grids", ["1", "4", "16"], "grid sizes N", flag_values=fv)
     flags.DEFINE_integer("steps", 100, "update steps per timed call", flag_values=fv)
+    flags.DEFINE_bool("overhead", False, "time a one-member grid's parts instead of the grids", flag_values=fv)
 
 
 def main(_, args: flags.FlagValues) -> int:
     data = synthetic_data(jax.random.PRNGKey(0))
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}")
+    if args.overhead:
+        figures = overhead_seconds(args.steps, data)
+        for name, sec in figures.items():
+            print(f"{name:40s} {1e3 * sec:9.3f} ms/update {sec / next(iter(figures.values())):6.2f}x")
+        print(json.dumps(figures))
+        return 0
     single = grid_seconds(1, args.steps, data)
     rows = []
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}")
     print(f"{'N':>4s} {'grid s':>8s} {'aggregate updates/s':>20s} {'N single runs s':>16s} {'speed-up':>9s}")
     for n in (int(x) for x in args.grids):
         t = single if n == 1 else grid_seconds(n, args.steps, data)
