@@ -138,6 +138,16 @@ def _seeds_note(rows: list[dict]) -> str:
     return f"mean ± 95% t-interval over {seeds} seeds"
 
 
+def _interval(metric: str, mean: np.ndarray, ci: np.ndarray) -> np.ndarray:
+    """``[2, n]`` error-bar lengths below and above ``mean``: the 95% half-width, cut at [0, 1] for a success rate
+    (a t-interval over 2-3 seeds easily reaches past both ends)."""
+    ci = np.nan_to_num(ci)
+    low, high = mean - ci, mean + ci
+    if metric == "success":
+        low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+    return np.nan_to_num(np.stack([mean - low, high - mean]))
+
+
 def plot_all(rows: list[dict], outdir: str, metric: str | None = None) -> list[str]:
     """Learning curves, ``metric`` (default :func:`headline_metric`) vs data fraction per γ, and γ sensitivity per
     fraction. Returns the paths. Every band and error bar is the 95% t-interval over seeds, and each figure says so."""
@@ -160,9 +170,9 @@ def plot_all(rows: list[dict], outdir: str, metric: str | None = None) -> list[s
             steps = sorted({r["step"] for r in sel})
             stats_ = [mean_ci([r[metric] for r in sel if r["step"] == s]) for s in steps]
             mean = np.array([s[0] for s in stats_])
-            ci = np.nan_to_num(np.array([s[2] for s in stats_]))
+            low, high = _interval(metric, mean, np.array([s[2] for s in stats_]))
             ax.plot(steps, mean, marker="o", label=f"γ={gamma:g}")
-            ax.fill_between(steps, mean - ci, mean + ci, alpha=0.2)
+            ax.fill_between(steps, mean - low, mean + high, alpha=0.2)
         ax.set_title(f"data fraction {frac:g}"), ax.set_xlabel("gradient step")
     axes[0][0].set_ylabel(metric)
     axes[0][0].legend()
@@ -176,8 +186,10 @@ def plot_all(rows: list[dict], outdir: str, metric: str | None = None) -> list[s
     for k, gamma in enumerate(gammas):
         sel = sorted((r for r in table if r["gamma"] == gamma), key=lambda r: r["data_fraction"])
         dodge = 1.0 + 0.06 * (k - (len(gammas) - 1) / 2)          # side by side, so no bar hides another
-        ax.errorbar([r["data_fraction"] * dodge for r in sel], [r["mean"] for r in sel],
-                    yerr=np.nan_to_num([r["ci95"] for r in sel]), marker="o", capsize=3, label=f"γ={gamma:g}")
+        mean = np.array([r["mean"] for r in sel])
+        ax.errorbar([r["data_fraction"] * dodge for r in sel], mean,
+                    yerr=_interval(metric, mean, np.array([r["ci95"] for r in sel])), marker="o", capsize=3,
+                    label=f"γ={gamma:g}")
     ax.set_xscale("log")
     ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
     ax.minorticks_off()
@@ -190,9 +202,9 @@ def plot_all(rows: list[dict], outdir: str, metric: str | None = None) -> list[s
     for k, frac in enumerate(fractions):
         sel = {r["gamma"]: r for r in table if r["data_fraction"] == frac}
         xs = [i + 0.08 * (k - (len(fractions) - 1) / 2) for i, g in enumerate(gammas) if g in sel]
-        ax.errorbar(xs, [sel[g]["mean"] for g in gammas if g in sel],
-                    yerr=np.nan_to_num([sel[g]["ci95"] for g in gammas if g in sel]), marker="o", capsize=3,
-                    label=f"fraction {frac:g}")
+        mean = np.array([sel[g]["mean"] for g in gammas if g in sel])
+        ax.errorbar(xs, mean, yerr=_interval(metric, mean, np.array([sel[g]["ci95"] for g in gammas if g in sel])),
+                    marker="o", capsize=3, label=f"fraction {frac:g}")
     ax.set_xticks(range(len(gammas)), [f"{g:g}" for g in gammas])      # γ as categories: 0 is a real tick
     ax.set_xlabel("contraction weight γ"), ax.set_ylabel(f"final {metric}"), ax.legend()
     ax.set_title(f"γ sensitivity: {note}", fontsize=9)

@@ -336,4 +336,7 @@ class Sweep:
 
     def finish(self, rows: list[dict]) -> None:
         atomic_write_text(os.path.join(self.workdir, "summary.md"), results.summary_markdown(rows))
-        results.plot_all(rows, os.path.join(self.workdir, "plots"))
+        plots = os.path.join(self.workdir, "plots")
+        results.plot_all(rows, plots)
+        if results.headline_metric(rows) == "success":      # robomimic's second metric, the average reward
+            results.plot_all(rows, os.path.join(plots, "return"), "return")

@@ -384,3 +384,9 @@ def test_gamma_zero_members_are_compiled_without_the_contraction_term():
     grad = lambda a: jax.jit(jax.grad(lambda p: a.regularized_bc_loss(p, batch["observations"], batch["actions"],
                                                                       jax.random.PRNGKey(1))[0]))(a.params)
     chex.assert_trees_all_close(grad(agent), grad(off), atol=1e-6)
+
+
+def test_plotted_success_intervals_stop_at_zero_and_one_and_returns_are_symmetric():
+    mean, ci = np.array([0.95, 0.1, 0.5]), np.array([0.6, 0.3, np.nan])
+    np.testing.assert_allclose(results._interval("success", mean, ci), [[0.6, 0.1, 0.0], [0.05, 0.3, 0.0]])
+    np.testing.assert_allclose(results._interval("return", mean * 300, ci * 300), [[180, 90, 0], [180, 90, 0]])
