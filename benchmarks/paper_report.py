@@ -147,12 +147,13 @@ def table2_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
                          f"{_fmt(*dbc, digits)} | {_fmt(*cdp, digits)} |")
     robo = [d for d in datasets if d.robomimic]
     if robo:
-        lines += ["", f"## Robomimic (low-dim): each backbone without and with contraction (γ = {CDP_GAMMA})", "",
+        lines += ["", "## Robomimic (low-dim): each backbone without and with contraction (its CDP γ in the γ column: "
+                  "0.1 for the Pearce MLP, 100 for the chunk backbones, whose d x d mean weighs a chunk 16x less)", "",
                   f"{budget.il_steps} gradient steps, {budget.eval_episodes} evaluation episodes of the task's full "
                   f"horizon, final evaluation, mean ± 95% CI over {budget.seeds} seeds; success = any reward > 0, "
                   f"average reward = the episode's sum. The paper's values are for the PH data.", ""]
         for ds in robo:
-            lines += robomimic_jobs.table(rows, ds.dataset_id, ds.robomimic, ds.provenance, paper, CDP_GAMMA,
+            lines += robomimic_jobs.table(rows, ds.dataset_id, ds.robomimic, ds.provenance, paper,
                                           budget.robomimic_backbones, cell, _fmt, paper_value)
     lines += ["", "The paper's Table 2 is on robomimic, which has no Minari release; its numbers (success rate):", "",
               "| task | DBC-DiT | CDP-DiT | DP-Unet | CDP-Unet |", "|---|---|---|---|---|"]

@@ -145,7 +145,7 @@ def jobs_for(datasets: list[Dataset], budget: Budget) -> list[Job]:
         stem = ds.dataset_id.replace("/", "_")
         if ds.robomimic:
             jobs += [Job(f"{stem}-{b}", ds, "bc_gmm" if b == "bc_gmm" else "dbc", robomimic_jobs.FRACTIONS,
-                         (0.0,) if b == "bc_gmm" else (0.0, CDP_GAMMA), b) for b in budget.robomimic_backbones
+                         robomimic_jobs.gammas(b), b) for b in budget.robomimic_backbones
                      if not (b == "bc_gmm" and ds.robomimic.endswith("-image"))]     # BC-GMM: low-dim only
             continue
         jobs.append(Job(f"{stem}-edp", ds, "edp", ds.fractions or budget.fractions, (0.0, CDP_GAMMA)))
@@ -161,7 +161,7 @@ def sweep_config(job: Job, budget: Budget):
     ds = job.dataset
     if job.backbone:
         cfg = robomimic_jobs.sweep_config(ds.robomimic, job.backbone, budget.seeds, budget.il_steps,
-                                          budget.evaluations, budget.eval_episodes, CDP_GAMMA, budget.eval_workers)
+                                          budget.evaluations, budget.eval_episodes, budget.eval_workers)
         cfg.dataset_id, cfg.generate, cfg.generate_steps = ds.dataset_id, ds.generate, ds.generate_steps
         return cfg
     cfg = base_config()

@@ -7,6 +7,7 @@ are labelled ``dbc:pearce``, ``dbc:unet``, ``dbc:dit`` or ``bc_gmm`` in the tabl
 from __future__ import annotations
 
 from cdp_jax import results
+from experiments.configs.robomimic import CDP_GAMMA
 
 # backbone -> (results label, the paper's column at γ = 0, at γ > 0, the limited-data figure's column at γ = 0, > 0)
 COLUMNS = {"pearce": ("dbc:pearce", "DBC-MLP", "CDP-MLP", "DBC-MLP", "CDP"),
@@ -20,13 +21,16 @@ def label(backbone: str) -> str:
     return COLUMNS[backbone][0]
 
 
-def sweep_config(task: str, backbone: str, seeds: int, steps: int, evaluations: int, episodes: int, gamma: float,
-                 workers: int):
+def gammas(backbone: str) -> tuple:
+    """The backbone's γ grid: 0 (DBC, DP-Unet, DP-DiT, BC-GMM) and its CDP γ (``CDP_GAMMA``)."""
+    return (0.0,) if backbone == "bc_gmm" else (0.0, CDP_GAMMA[backbone])
+
+
+def sweep_config(task: str, backbone: str, seeds: int, steps: int, evaluations: int, episodes: int, workers: int):
     """The sweep of one backbone on one task with a preset's budget."""
     from experiments.configs.robomimic import get_config
     cfg = get_config(f"{task},{backbone}")
-    cfg.seeds, cfg.data_fractions = seeds, FRACTIONS
-    cfg.gammas = (0.0,) if backbone == "bc_gmm" else (0.0, gamma)
+    cfg.seeds, cfg.data_fractions, cfg.gammas = seeds, FRACTIONS, gammas(backbone)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_workers = steps, steps // evaluations, episodes, workers
     return cfg
 
@@ -35,8 +39,7 @@ def relabel(rows: list[dict], backbone: str) -> list[dict]:
     return [dict(r, agent=label(backbone)) for r in rows]
 
 
-def table(rows, dataset_id: str, task: str, provenance: str, paper, gamma: float, backbones, cell, fmt,
-          paper_value) -> list[str]:
+def table(rows, dataset_id: str, task: str, provenance: str, paper, backbones, cell, fmt, paper_value) -> list[str]:
     """Markdown lines: success rate at 100% data (Table 2) and average reward at 10% (Robomimic-Limited)."""
     image = task.endswith("-image")
     row = f"{task.removesuffix('-image').capitalize()}-{'H' if image else 'L'}"     # the paper's row names
@@ -45,8 +48,8 @@ def table(rows, dataset_id: str, task: str, provenance: str, paper, gamma: float
              "|---|---|---|---|"]
     for backbone in backbones:
         name, table_0, table_g, limited_0, limited_g = COLUMNS[backbone]
-        for g, t_col, l_col in ((0.0, table_0, limited_0), (gamma, table_g, limited_g)):
-            if backbone == "bc_gmm" and (g > 0 or image):
+        for g, t_col, l_col in zip(gammas(backbone), (table_0, table_g), (limited_0, limited_g)):
+            if backbone == "bc_gmm" and image:
                 continue
             success = fmt(*cell(rows, dataset_id, name, 1.0, g, "success"), 2)
             reward = fmt(*cell(rows, dataset_id, name, 0.1, g, "return"), 1)
