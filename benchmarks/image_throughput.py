@@ -11,8 +11,8 @@
 * ``train``: update steps/s on 84 x 84 two-camera observations (ResNet-18 GroupNorm per camera, crops to 76,
   obs history 2, batch 64): the Pearce MLP (one action) at γ = 0 and 0.1, DP-Unet and CDP-Unet (chunk 16 x 7,
   one probe; a quarter of ``--steps`` per timed call: a UNet step takes seconds on a CPU), each timed as calls of
-  one compiled update (XLA:CPU did not finish compiling the same update inside a ``scan`` in 7 minutes). The
-  contraction term acts on the actions only, so its cost ratio should stay near the low-dim one.
+  one compiled update. The contraction term acts on the actions only, so its cost ratio should stay near the
+  low-dim one.
 """
 from __future__ import annotations
 
