@@ -7,8 +7,9 @@ sub-batch), trained by the sweep's own ``make_train_chunk`` on synthetic data.
 
 ``--overhead``: where a one-member grid's step time goes, one EDP member (γ = 0) timed as the grid adds its
 parts, each a ``steps``-step ``scan`` in one compiled program: the bare update on a fixed batch; the same
-vmapped over a one-member axis; + a batch sampled from the member's subset every step; + the divergence guard
-(= ``make_train_chunk``, the sweep's program). Each line's ratio is to the bare update.
+vmapped over a one-member axis; + a batch sampled from the member's subset every step; the sweep's own
+``make_train_chunk`` (which runs a one-member group without the member axis and checks divergence once per chunk).
+Each line's ratio is to the bare update.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def overhead_seconds(steps: int, data: Transitions) -> dict:
     programs = {"bare update, fixed batch": (jax.jit(loop(fixed_step)), one),
                 "vmapped over 1 member": (jax.jit(jax.vmap(loop(fixed_step), (0, None))), agent),
                 "+ batch sampled each step": (jax.jit(jax.vmap(loop(sampled_step), (0, None))), agent),
-                "+ divergence guard (make_train_chunk)": (lambda a, key: chunk(jax.tree.map(jnp.copy, a), *args, 0),
+                "the sweep's make_train_chunk": (lambda a, key: chunk(jax.tree.map(jnp.copy, a), *args, 0),
                                                           agent)}
     return {name: median_seconds(fn, a, key) / steps for name, (fn, a) in programs.items()}
 

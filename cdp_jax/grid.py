@@ -75,24 +75,34 @@ def batch_dict(batch: Transitions) -> dict:
 def make_train_chunk(data: Transitions, batch_size: int, chunk_steps: int):
     """``(agents [G], diverged [G], subsets [G], seeds [G], start_step) -> (agents, diverged, mean metrics [G])``.
 
-    A member whose loss turns NaN or inf keeps its last finite state and is marked diverged; the others go on.
+    A member whose loss turns NaN or inf within the chunk, or whose state ends it non-finite, goes back to its state
+    at the chunk's start (its last finite one) and is marked diverged; the others go on. The check is once per
+    chunk, not per step: a per-step select over the whole state cost a one-member grid 20% of its step time.
     """
     def member(agent, diverged, subset, seed, start):
         base = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
 
-        def body(carry, i):
-            agent, diverged = carry
+        def body(agent, i):
             k_batch, k_update = jax.random.split(jax.random.fold_in(base, start + i))
-            new, metrics = agent.update(batch_dict(sample_batch(k_batch, data, subset, batch_size)), k_update)
-            finite = jnp.isfinite(metrics["loss"])
-            keep_new = finite & ~diverged
-            agent = jax.tree.map(lambda n, o: jnp.where(keep_new, n, o), new, agent)
-            return (agent, diverged | ~finite), metrics
+            return agent.update(batch_dict(sample_batch(k_batch, data, subset, batch_size)), k_update)
 
-        (agent, diverged), metrics = jax.lax.scan(body, (agent, diverged), jnp.arange(chunk_steps))
+        end, metrics = jax.lax.scan(body, agent, jnp.arange(chunk_steps))
+        finite = jnp.all(jnp.isfinite(metrics["loss"])) & jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(end) if jnp.issubdtype(x.dtype, jnp.inexact)]))
+        diverged = diverged | ~finite
+        agent = jax.tree.map(lambda n, o: jnp.where(diverged, o, n), end, agent)
         return agent, diverged, jax.tree.map(jnp.nanmean, metrics)
 
-    return jax.jit(jax.vmap(member, (0, 0, 0, 0, None)), donate_argnums=(0,))
+    grid = jax.vmap(member, (0, 0, 0, 0, None))
+
+    def chunk(agents, diverged, subsets, seeds, start):
+        if diverged.shape[0] > 1:
+            return grid(agents, diverged, subsets, seeds, start)
+        # One member: the same function without the member axis (vmapped over one, the step is 13-22% slower).
+        one = member(*jax.tree.map(lambda x: x[0], (agents, diverged, subsets, seeds)), start)
+        return jax.tree.map(lambda x: x[None], one)
+
+    return jax.jit(chunk, donate_argnums=(0,))
 
 
 def auto_grid_chunk(agents_one_member_bytes: int, batch_size: int, grid_size: int) -> int:
