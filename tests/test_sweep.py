@@ -81,6 +81,8 @@ def test_killed_sweep_resumes_to_identical_results(minari_root, tmp_path, monkey
 
 
 def test_nan_member_is_frozen_and_isolated(minari_root):
+    """A NaN/inf loss, or a state that turns non-finite under finite losses: the member goes back to the chunk's
+    start and is marked diverged; the other member trains as it would alone."""
     cfg = tiny_config(gammas=(0.0,), seeds=(0, 1), data_fractions=(1.0,))
     data, info = load_transitions(cfg.dataset_id)
     grid = G.build_grid(cfg, data.size, info.episode_starts)
@@ -99,6 +101,17 @@ def test_nan_member_is_frozen_and_isolated(minari_root):
     solo, solo_div, _ = G.make_train_chunk(data, 32, 5)(solo, jnp.zeros(1, bool), alone.subsets, alone.seeds, 0)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], agents.params), jax.tree.map(lambda x: x[0], solo.params),
                                 atol=1e-6)
+    # A state that turns non-finite under finite losses (member 1's EMA copy NaN; its loss reads the online
+    # parameters) is caught too: marked diverged, back to its state at the chunk's start; member 0 trains on.
+    grid = G.Grid(grid.members, grid.hp.replace(gamma=jnp.zeros(2)), grid.seeds, grid.subsets)
+    agents = G.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
+    agents = agents.replace(actor_ema=jax.tree.map(lambda x: x.at[1].set(jnp.nan), agents.actor_ema))
+    start = jax.tree.map(np.asarray, agents)
+    agents, diverged, metrics = chunk(agents, jnp.zeros(2, bool), grid.subsets, grid.seeds, 0)
+    np.testing.assert_array_equal(diverged, [False, True])
+    assert np.isfinite(metrics["loss"]).all()
+    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], agents), jax.tree.map(lambda x: x[1], start))
+    assert not np.array_equal(jax.tree.leaves(agents.params)[0][0], jax.tree.leaves(start.params)[0][0])
 
 
 @pytest.mark.parametrize("overrides,message", [
