@@ -7,7 +7,7 @@ are labelled ``dbc:pearce``, ``dbc:unet``, ``dbc:dit`` or ``bc_gmm`` in the tabl
 from __future__ import annotations
 
 from cdp_jax import results
-from experiments.configs.robomimic import CDP_GAMMA
+from experiments.configs.robomimic import gammas
 
 # backbone -> (results label, the paper's column at γ = 0, at γ > 0, the limited-data figure's column at γ = 0, > 0)
 COLUMNS = {"pearce": ("dbc:pearce", "DBC-MLP", "CDP-MLP", "DBC-MLP", "CDP"),
@@ -21,16 +21,11 @@ def label(backbone: str) -> str:
     return COLUMNS[backbone][0]
 
 
-def gammas(backbone: str) -> tuple:
-    """The backbone's γ grid: 0 (DBC, DP-Unet, DP-DiT, BC-GMM) and its CDP γ (``CDP_GAMMA``)."""
-    return (0.0,) if backbone == "bc_gmm" else (0.0, CDP_GAMMA[backbone])
-
-
 def sweep_config(task: str, backbone: str, seeds: int, steps: int, evaluations: int, episodes: int, workers: int):
     """The sweep of one backbone on one task with a preset's budget."""
     from experiments.configs.robomimic import get_config
     cfg = get_config(f"{task},{backbone}")
-    cfg.seeds, cfg.data_fractions, cfg.gammas = seeds, FRACTIONS, gammas(backbone)
+    cfg.seeds, cfg.data_fractions = seeds, FRACTIONS                 # γ: the config's own, gammas(backbone)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_workers = steps, steps // evaluations, episodes, workers
     return cfg
 
@@ -46,11 +41,9 @@ def table(rows, dataset_id: str, task: str, provenance: str, paper, backbones, c
     lines = [f"### {row} ({'two cameras' if image else 'low-dim'}): {provenance}", "",
              "| backbone | γ | success rate, 100% data (paper) | average reward, 10% data (paper, read off) |",
              "|---|---|---|---|"]
-    for backbone in backbones:
+    for backbone in (b for b in backbones if not (b == "bc_gmm" and image)):        # BC-GMM: low-dim only
         name, table_0, table_g, limited_0, limited_g = COLUMNS[backbone]
         for g, t_col, l_col in zip(gammas(backbone), (table_0, table_g), (limited_0, limited_g)):
-            if backbone == "bc_gmm" and image:
-                continue
             success = fmt(*cell(rows, dataset_id, name, 1.0, g, "success"), 2)
             reward = fmt(*cell(rows, dataset_id, name, 0.1, g, "return"), 1)
             paper_t = results.fmt_number(paper_value(paper, "table2", row, t_col), 2) if t_col else "–"

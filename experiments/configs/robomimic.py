@@ -17,7 +17,8 @@ AdamW lr 1e-4, batch 256, and the contraction loss from one random probe per sam
 16 x 7 chunk would take 112 JVPs). One probe is enough: on a Lift-shaped UNet its per-sample estimate has a
 relative standard deviation of 0.15 (measured; about sqrt(2/d) for d = 112), 1% once averaged over the batch of
 256, far below the spread of the exact values across samples; each probe costs about two DP-Unet updates
-(CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.33x on a 10% sub-batch; `benchmarks/contraction_cost.py --parts=chunks`).
+(CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.33x on a 10% sub-batch;
+`benchmarks/contraction_cost.py --parts=chunks`).
 
 A real PH file: --config.dataset_id=/path/to/lift/ph/low_dim_v15.hdf5 --config.generate=''
 (robomimic's download: `python robomimic/scripts/download_datasets.py --tasks lift --dataset_types ph
@@ -39,6 +40,11 @@ BACKBONES = ("pearce", "unet", "dit", "bc_gmm")
 # (robomimic_lift_unet_cpu/). 100 is the top of the paper's γ grid {0.001, ..., 100}. DiT: the same normalisation
 # argument, not measured.
 CDP_GAMMA = {"pearce": 0.1, "unet": 100.0, "dit": 100.0}
+
+
+def gammas(backbone: str) -> tuple:
+    """A backbone's γ grid: 0 (DBC, DP-Unet, DP-DiT, BC-GMM) and, but for BC-GMM, its CDP γ."""
+    return (0.0,) if backbone == "bc_gmm" else (0.0, CDP_GAMMA[backbone])
 _PROPRIO = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 # robomimic's image observations: proprioception and the cameras (no object state)
 IMAGE_OBS_KEYS = {
@@ -65,7 +71,7 @@ def get_config(arg: str = "lift"):
         cfg.dataset_id, cfg.generate = f"robomimic/{base}/ph/{kind}_v15.hdf5", ""
     cfg.sequence = dict(obs_steps=2, horizon=1, action_steps=1)
     cfg.subset_seed, cfg.subset_kind = 42, "transitions"
-    cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.1), (0.0, CDP_GAMMA.get(backbone, 0.0))
+    cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.1), gammas(backbone)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
     if images:
         # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
@@ -83,5 +89,5 @@ def get_config(arg: str = "lift"):
             contraction=dict(num_probes=1, low_noise_fraction=1.0),
             **cfg.agent_config.get("diffusion", {})))
     elif backbone == "bc_gmm":
-        cfg.agent, cfg.agent_config, cfg.gammas = "bc_gmm", {}, (0.0,)
+        cfg.agent, cfg.agent_config = "bc_gmm", {}
     return cfg
