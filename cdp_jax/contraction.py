@@ -119,18 +119,19 @@ def _lanczos_max(matvec, shape, key: jax.Array, num_iters: int, dtype) -> jax.Ar
     b, d = shape
     k = min(num_iters, d)
     noise = jax.random.normal(key, (k, b, d), dtype)
-    basis = jnp.zeros((b, k, d), dtype).at[:, 0].set(_normalise(noise[0]))     # rows filled one per step
+    # rows filled one per step; the last step's row k is never used
+    basis = jnp.zeros((b, k + 1, d), dtype).at[:, 0].set(_normalise(noise[0]))
 
     def step(basis, inputs):
         i, fallback = inputs
         image = matvec(jax.lax.stop_gradient(basis[:, i]))                          # J_sym v_i, [B, d]
         nxt = _orthonormalise(jax.lax.stop_gradient(image), basis, fallback)
-        filled = jax.lax.dynamic_update_index_in_dim(basis, nxt, jnp.minimum(i + 1, k - 1), 1)
-        return jnp.where(i + 1 < k, filled, basis), image       # the last step adds no row
+        return jax.lax.dynamic_update_index_in_dim(basis, nxt, i + 1, 1), image
 
     # A scan, not a Python loop: 20 steps on a UNet compile in seconds instead of minutes (short ones unrolled).
     basis, images = jax.lax.scan(step, basis, (jnp.arange(k), jnp.roll(noise, -1, axis=0)),
                                  unroll=k if k <= 8 else 1)
+    basis = basis[:, :k]
     images = jnp.swapaxes(images, 0, 1)                         # [B, k, d]: rows J_sym v_i
     projected = jnp.einsum("bid,bjd->bij", basis, images)       # V J_sym V^T, [B, k, k]
     projected = 0.5 * (projected + jnp.swapaxes(projected, -1, -2))
