@@ -115,7 +115,9 @@ class Denoiser:
         if self.has_encoder and obs_dim != self.network.layout.size:
             raise ValueError(f"the image layout needs observations of {self.network.layout.size} numbers, the data "
                              f"has {obs_dim}: check diffusion.image (cameras, height, width, low_dim, obs_steps)")
-        return self.network.init(key, jnp.zeros((1, self.act_dim)), jnp.zeros((1,)), jnp.zeros((1, obs_dim)))
+        # jitted: one compilation instead of one per operation (a UNet: 15 s instead of 28 s on a 2-core CPU)
+        return jax.jit(self.network.init)(key, jnp.zeros((1, self.act_dim)), jnp.zeros((1,)),
+                                          jnp.zeros((1, obs_dim)))
 
     def encode(self, params, obs, key=None):
         """The conditioning of observations ``obs [B, obs_dim]``: ``obs`` itself for a low-dim network, the image

@@ -9,6 +9,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")          # CI has no network: fail 
 os.environ.setdefault("CDP_JAX_CACHE", tempfile.mkdtemp(prefix="cdp-jax-cache-"))   # CLI runs share compilations
 
 
+def pytest_configure(config):
+    """The test processes share the CLI runs' persistent compilation cache: the suite compiles the same tiny
+    sweeps many times over (4 test_sweep tests: 236 s without, 175 s with, on a 2-core AVX2 EPYC)."""
+    from cdp_jax.cli import enable_compilation_cache
+    enable_compilation_cache()
+
+
 @pytest.fixture(scope="session")
 def minari_root(tmp_path_factory):
     """A private MINARI_DATASETS_PATH holding a 3000-step pointmaze-umaze and a 600-step toy-reach dataset."""

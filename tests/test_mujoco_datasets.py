@@ -11,12 +11,13 @@ from cdp_jax.datasets import load_transitions
 from cdp_jax.datasets.generators import mujoco
 
 STEPS = 1500
+TRAIN_STEPS = 20_000       # SAC stops as soon as the expert level (>= 900) is reached
 
 
 def options(workdir, levels, **kw):
-    return mujoco.Options(env_id="InvertedPendulum-v5", levels=levels, steps=STEPS, train_steps=12_000, start_steps=1000,
-                          update_every=250, eval_every=1000, eval_episodes=5, ref_episodes=10, workdir=str(workdir),
-                          progress=False, **kw)
+    return mujoco.Options(env_id="InvertedPendulum-v5", levels=levels, steps=STEPS, train_steps=TRAIN_STEPS,
+                          start_steps=1000, update_every=250, eval_every=1000, eval_episodes=5, ref_episodes=10,
+                          workdir=str(workdir), progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -29,15 +30,17 @@ def generated(minari_root, tmp_path_factory):
 
 def test_sac_learns_the_pendulum_within_a_few_thousand_steps(generated):
     """A learning bound that holds across processors. One SAC run is chaotic: the same code reached the maximum
-    1000 at step 8000 on a Zen-4 (AVX-512) and 752.8 by step 12000 on an AVX2 EPYC. Uniform random actions score
-    about 5 (``ref_min_score``). So: the best evaluated snapshot reaches 450 (90x random, 60% of the worse of the two
-    measured runs), and the simple (>= 100) and medium (>= 333) levels are reached in order. Whether the expert
+    1000 at step 8000 on a Zen-4 (AVX-512), 752.8 by step 12000 on an AVX2 EPYC, and on another AVX2 EPYC only
+    245 by step 12000, then 545 at 13000 and 1000 from 14000 on (seeds 1 and 2 there: 936 at 8000, 1000 at 11000).
+    Hence a budget of 20000 steps, which training leaves as soon as the expert level is reached. Uniform random
+    actions score about 5 (``ref_min_score``). So: the best evaluated snapshot reaches 450 (90x random), and the
+    simple (>= 100) and medium (>= 333) levels are reached in order. Whether the expert
     level (>= 900) is reached or falls back to the best snapshot is a property of the trajectory, tested by
     ``test_levels_are_the_first_snapshots_over_their_targets`` on a fixed history instead."""
     workdir, first, second = generated
     expert = second["levels"]["expert"]
     assert expert["return"] >= 450.0, expert                      # of a possible 1000 (the pendulum stays up)
-    assert expert["step"] <= 12_000
+    assert expert["step"] <= TRAIN_STEPS
     assert ("note" in expert) == (expert["return"] < 900.0)       # reached, or the fallback says so
     assert first["levels"]["simple"]["step"] < second["levels"]["medium"]["step"] <= expert["step"]
     assert second["levels"]["medium"]["return"] >= 1000 / 3
@@ -110,7 +113,7 @@ def test_bad_input(tmp_path, kw, message):
 def test_a_checkpoint_from_another_budget_is_refused(generated):
     workdir, _, _ = generated
     opts = options(workdir, "medium", overwrite=True)
-    opts.train_steps = 20_000                                       # another replay capacity than the checkpoint's
+    opts.train_steps = 2 * TRAIN_STEPS                              # another replay capacity than the checkpoint's
     with pytest.raises(ValueError, match="does not fit"):
         mujoco.generate(opts)
 

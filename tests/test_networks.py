@@ -86,10 +86,12 @@ def test_chunk_networks_map_flattened_chunks_and_use_the_observation():
         params = net.init(jax.random.PRNGKey(2), x, t, obs)
         if isinstance(net, DiT1d):      # adaLN-Zero: the output starts at exactly zero; perturb the zero layers
             params = jax.tree.map(lambda p: p + 0.01, params)
-        apply = jax.jit(net.apply)
+        apply = jax.jit(net.apply)                      # one shape, one compilation per network
         out = apply(params, x, t, obs)
         chex.assert_shape(out, (5, horizon * act))
-        np.testing.assert_allclose(apply(params, x[:2], t[:2], obs[:2]), out[:2], atol=1e-5)   # rows independent
+        other = apply(params, x.at[0].set(3.0 * x[0] + 1.0), t.at[0].set(4), obs.at[0].set(-obs[0]))
+        np.testing.assert_allclose(other[1:], out[1:], atol=1e-5)     # rows independent: row 0 moved, no other
+        assert float(jnp.abs(other[0] - out[0]).max()) > 1e-4
         assert float(jnp.abs(apply(params, x, t, obs + 1.0) - out).max()) > 1e-4
         assert float(jnp.abs(apply(params, x, t + 3, obs) - out).max()) > 1e-4
     from cdp_jax.networks import make_denoiser_network
