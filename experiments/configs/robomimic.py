@@ -45,6 +45,8 @@ CDP_GAMMA = {"pearce": 0.1, "unet": 100.0, "dit": 100.0}
 def gammas(backbone: str) -> tuple:
     """A backbone's γ grid: 0 (DBC, DP-Unet, DP-DiT, BC-GMM) and, but for BC-GMM, its CDP γ."""
     return (0.0,) if backbone == "bc_gmm" else (0.0, CDP_GAMMA[backbone])
+
+
 _PROPRIO = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 # robomimic's image observations: proprioception and the cameras (no object state)
 IMAGE_OBS_KEYS = {
