@@ -48,7 +48,8 @@ def free_port() -> int:
 
 
 def launch(config, workdir, port):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1"     # keeps conftest's
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
     return [subprocess.Popen([sys.executable, "-m", "experiments.sweep", f"--config={config}", f"--workdir={workdir}",
                               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -169,7 +169,8 @@ def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
         "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
         "import numpy as np; np.save(%r, np.array([r['action_std'] for r in rows]))"
     ) % (ROOT, str(tmp_path / "sharded"), str(tmp_path / "sharded.npy"))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"     # keeps conftest's
+    env = dict(os.environ, XLA_FLAGS=flags)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     _, rows = run(tiny_config(), tmp_path / "single")

@@ -304,7 +304,7 @@ def generate(options: Options) -> dict:
     o = dataclasses.replace(options, levels=parse_levels(options.levels))     # the caller's options stay as given
     for name in ("steps", "train_steps", "eval_every", "eval_episodes", "update_every", "ref_episodes"):
         if int(getattr(o, name)) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(o, name)}")
+            raise ValueError(f"--{name} must be >= 1, got {getattr(o, name)}")
     env = check_env(o.env_id)
     ids = {lv: dataset_id(o.env_id, lv, o.official_ids) for lv in o.levels}
     for lv, did in ids.items():
