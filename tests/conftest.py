@@ -27,6 +27,15 @@ SLOWEST_FIRST = ("test_sweep.py", "test_reliability.py", "test_networks.py", "te
                  "test_mujoco_datasets.py", "test_edp.py", "test_distributed.py", "test_dbc.py", "test_contraction.py")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``--numprocesses=auto``: one worker more than the cores (``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides). With
+    one per core, a fresh-clone CI run on 2 cores kept 1.71 of them busy (user + sys / wall): the CLI-subprocess
+    tests wait on starts, kills and files."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))        # stable: a file's tests keep their order
