@@ -7,16 +7,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # CI has no network: fail at once, not after retries
 os.environ.setdefault("CDP_JAX_CACHE", tempfile.mkdtemp(prefix="cdp-jax-cache-"))   # CLI runs share compilations
-# XLA flags for the tests, here and in every CLI subprocess they start (measured on a 2-core AVX2 EPYC):
-# * the backend at optimisation level 1 instead of 2: compiling is most of the suite's time, and level 1 compiles a
-#   UNet update in 45 s instead of 69 s while the steps run as fast (SAC update 6.1 vs 6.9 ms, EDP make_train_chunk
-#   32.5 vs 33.2 ms, the toy2d test 39 vs 42 s);
-# * single-threaded matmuls: two workers share the two cores, and with both busy a SAC update takes 10.2 ms
-#   single-threaded against 12.6 ms with Eigen's thread pool (alone: 7.5 vs 6.3 ms).
-TEST_XLA_FLAGS = {"xla_backend_optimization_level": "1", "xla_cpu_multi_thread_eigen": "false"}
-for _flag, _value in TEST_XLA_FLAGS.items():
-    if _flag not in os.environ.get("XLA_FLAGS", ""):          # a flag the caller set is kept
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --{_flag}={_value}".strip()
+# XLA's CPU backend at optimisation level 1 instead of 2, here and in every CLI subprocess the tests start:
+# compiling is most of the suite's time, and level 1 compiles a UNet update in 45 s instead of 69 s while the steps
+# run as fast (2-core AVX2 EPYC: SAC update 6.1 vs 6.9 ms, EDP make_train_chunk 32.5 vs 33.2 ms, the toy2d test
+# 39 vs 42 s). A level set in the caller's XLA_FLAGS is kept.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
 
 
 # Test files, slowest first (worker-seconds on a 2-core AVX2 EPYC): the workers take whole files in this order
@@ -25,15 +21,6 @@ for _flag, _value in TEST_XLA_FLAGS.items():
 # Files not named here follow in their collection order.
 SLOWEST_FIRST = ("test_sweep.py", "test_reliability.py", "test_networks.py", "test_images.py", "test_robomimic.py",
                  "test_mujoco_datasets.py", "test_edp.py", "test_distributed.py", "test_dbc.py", "test_contraction.py")
-
-
-def pytest_xdist_auto_num_workers(config):
-    """``--numprocesses=auto``: one worker more than the cores (``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides). With
-    one per core, a fresh-clone CI run on 2 cores kept 1.71 of them busy (user + sys / wall): the CLI-subprocess
-    tests wait on starts, kills and files."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
-    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_collection_modifyitems(config, items):
