@@ -101,6 +101,7 @@ def test_medium_expert_is_the_union_and_medium_replay_the_buffer(generated):
     ({"env_id": "CartPole-v1"}, "Discrete action space"),
     ({"levels": "expert,medium"}, "out of order"),
     ({"levels": "medium-expert"}, "needs"),
+    ({"train_steps": 0}, "--train_steps must be >= 1"),           # the flag's name, as absl accepts it
 ])
 def test_bad_input(tmp_path, kw, message):
     opts = options(tmp_path, kw.pop("levels", "medium"))
