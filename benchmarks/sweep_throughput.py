@@ -25,7 +25,7 @@ from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
 from benchmarks.timing import median_seconds
 from cdp_jax.datasets import Subsets, Transitions, sample_batch
-from cdp_jax.grid import GridLayout, batch_dict, make_train_chunk, with_contraction
+from cdp_jax.grid import GridLayout, batch_dict, make_train_chunk
 
 OBS, ACT, BATCH, N_DATA = 11, 3, 256, 100_000
 
@@ -58,9 +58,8 @@ def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gamm
     layout = GridLayout.plan([gammas[i % len(gammas)] for i in range(n)], n)      # as the sweep groups them
 
     def run(agents):
-        parts = [chunk(with_contraction(layout.group(agents, k), on), *(layout.group(x, k) for x in
-                                                                      (diverged, subsets, seeds)), 0)[0]
-                 for k, on in enumerate(layout.contraction_on)]
+        parts = [chunk(*layout.chunk_inputs(k, agents, diverged, subsets, seeds), 0)[0]
+                 for k in range(layout.num_groups)]
         return parts
 
     copy = lambda: jax.tree.map(jnp.copy, agents)     # the chunk donates its input

@@ -154,16 +154,19 @@ class GridLayout:
     def num_groups(self) -> int:
         return len(self.groups)
 
-    @property
-    def contraction_on(self) -> list[bool]:
-        return [on for _, on in self.groups]
-
     def group(self, tree, k: int):
         """Group ``k``'s rows of a member-major tree ``[size, ...] -> [group size, ...]``, sharded over devices."""
         part = _take_rows(tree, np.asarray(self.groups[k][0]))
         if self.mesh is not None:
             part = distributed.put(part, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec("grid")))
         return part
+
+    def chunk_inputs(self, k: int, agents, diverged, subsets, seeds) -> list:
+        """Group ``k``'s arguments of :func:`make_train_chunk` ``[agents, diverged, subsets, seeds]``, gathered in
+        one compiled program, its agents carrying the group's contraction flag (:func:`with_contraction`: γ = 0
+        groups are compiled without the L_c term)."""
+        agents, *rest = self.group((agents, diverged, subsets, seeds), k)
+        return [with_contraction(agents, self.groups[k][1]), *rest]
 
     def join(self, parts: list):
         """The inverse of ``group`` over all groups: member-major ``[size, ...]`` (padding rows dropped)."""

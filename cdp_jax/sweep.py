@@ -33,7 +33,7 @@ from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.datasets.robomimic_hdf5 import is_robomimic, resolve_path
 from cdp_jax.datasets.robomimic_hdf5 import load_transitions as load_robomimic
 from cdp_jax.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
-from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk, with_contraction
+from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk
 from cdp_jax.io import atomic_write_text
 from cdp_jax.policy import write_policy_meta
 from cdp_jax.tensorboard import MemberBoards
@@ -296,9 +296,7 @@ class Sweep:
         :func:`progress_steps` steps each (the progress bar moves after each); returns ``(agents, diverged,
         metrics)``, the metrics averaged over the chunk. The groups are gathered once and joined once per chunk."""
         agents, diverged = state["agents"], state["diverged"]
-        groups = [[with_contraction(layout.group(agents, k), on)] + [layout.group(x, k) for x in
-                                                                      (diverged, grid.subsets, grid.seeds)]
-                  for k, on in enumerate(layout.contraction_on)]    # γ = 0 groups are compiled without the L_c term
+        groups = [layout.chunk_inputs(k, agents, diverged, grid.subsets, grid.seeds) for k in range(layout.num_groups)]
         metrics = [[] for _ in groups]
         sub = progress_steps(self.cfg)
         for start in range(step, step + self.cfg.eval_every, sub):

@@ -11,6 +11,7 @@ import pytest
 
 from cdp_jax import results
 from tests.test_reliability import ROOT, kill_group
+from tests.test_sweep import env_with_cpu_devices
 
 TINY = """
 from tests.test_sweep import tiny_config
@@ -48,8 +49,7 @@ def free_port() -> int:
 
 
 def launch(config, workdir, port):
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1"     # keeps conftest's
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags)
+    env = dict(env_with_cpu_devices(1), JAX_PLATFORMS="cpu")
     return [subprocess.Popen([sys.executable, "-m", "experiments.sweep", f"--config={config}", f"--workdir={workdir}",
                               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

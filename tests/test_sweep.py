@@ -31,6 +31,12 @@ def tiny_config(**overrides):
     return cfg
 
 
+def env_with_cpu_devices(n: int) -> dict:
+    """``os.environ`` for a subprocess whose host platform is ``n`` CPU devices (conftest's XLA flags kept)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+    return dict(os.environ, XLA_FLAGS=flags)
+
+
 def run(cfg, workdir):
     s = sweep.Sweep(cfg, str(workdir), progress=False)
     rows = s.run()
@@ -169,9 +175,8 @@ def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
         "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
         "import numpy as np; np.save(%r, np.array([r['action_std'] for r in rows]))"
     ) % (ROOT, str(tmp_path / "sharded"), str(tmp_path / "sharded.npy"))
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"     # keeps conftest's
-    env = dict(os.environ, XLA_FLAGS=flags)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env_with_cpu_devices(2), capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     _, rows = run(tiny_config(), tmp_path / "single")
     np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
