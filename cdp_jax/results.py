@@ -122,6 +122,16 @@ def _summary_table(rows: list[dict], metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_reports(rows: list[dict], outdir: str) -> None:
+    """``outdir/summary.md`` (:func:`summary_markdown`) and ``outdir/plots/`` (:func:`plot_all`; where the headline
+    is the success rate, the average return's plots too, in ``plots/return/``)."""
+    atomic_write_text(os.path.join(outdir, "summary.md"), summary_markdown(rows))
+    plots = os.path.join(outdir, "plots")
+    plot_all(rows, plots)
+    if headline_metric(rows) == "success":      # robomimic's second metric, the average reward
+        plot_all(rows, os.path.join(plots, "return"), "return")
+
+
 def save_figure(fig, path: str) -> None:
     """Saves a matplotlib figure as PNG atomically (temporary file + ``os.replace``) and closes it."""
     import matplotlib.pyplot as plt

@@ -333,8 +333,4 @@ class Sweep:
                 for i, m in enumerate(grid.members)]
 
     def finish(self, rows: list[dict]) -> None:
-        atomic_write_text(os.path.join(self.workdir, "summary.md"), results.summary_markdown(rows))
-        plots = os.path.join(self.workdir, "plots")
-        results.plot_all(rows, plots)
-        if results.headline_metric(rows) == "success":      # robomimic's second metric, the average reward
-            results.plot_all(rows, os.path.join(plots, "return"), "return")
+        results.write_reports(rows, self.workdir)

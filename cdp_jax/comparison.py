@@ -1,0 +1,130 @@
+"""Seed-paired comparisons of each γ > 0 against γ = 0, over one sweep or several pooled.
+
+Members that share a seed share their data subset, initial network, batches and evaluation episodes
+(:mod:`cdp_jax.grid`), so the per-seed difference ``score(γ) - score(0)`` is the quantity to test, not the two
+means. A sweep extended later with new seeds in another workdir (seeds 0-2, then 3-5) pools here, after a check
+that the runs used the same hyperparameters.
+
+    rows = pooled_rows(["runs/a", "runs/b"])             # merged results.csv rows, refused on a clash
+    table = paired_differences(rows, "return")           # one row per (dataset, agent, fraction, step, γ > 0)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+from scipy import stats
+
+from cdp_jax import results
+
+CELL = ("dataset_id", "agent", "data_fraction", "step")
+# Config keys that may differ between pooled runs: which members ran, and how the work was split, not what they did.
+GRID_KEYS = ("seeds", "data_fractions", "gammas", "grid_chunk", "eval_workers", "distributed", "tensorboard")
+COLUMNS = CELL + ("gamma", "seeds", "base_mean", "mean", "difference", "difference_std", "difference_ci95", "wins",
+                  "t", "p_t", "p_wilcoxon")
+
+
+def _config(workdir: str) -> dict:
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{workdir} has no config.json: give the workdir of a sweep (python -m experiments.sweep)")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): a sweep writes it atomically, so it was edited or is "
+                         f"another file")
+
+
+def config_differences(workdirs: list[str], allowed: tuple = ()) -> dict:
+    """``{key: [value per workdir]}`` for the config keys that differ between the sweeps, besides
+    :data:`GRID_KEYS` and ``allowed``."""
+    configs = [_config(w) for w in workdirs]
+    keys = sorted(set().union(*configs) - set(GRID_KEYS) - set(allowed))
+    return {k: [c.get(k) for c in configs] for k in keys if any(c.get(k) != configs[0].get(k) for c in configs)}
+
+
+def pooled_rows(workdirs: list[str], allowed: tuple = ()) -> list[dict]:
+    """The results.csv rows of the sweeps in ``workdirs``, merged. Refused (``ValueError``, naming the fix) when a
+    sweep has no results yet, when their configs differ in a key outside :data:`GRID_KEYS` + ``allowed``, or when
+    one member's evaluation (dataset, agent, fraction, γ, seed, step) appears in two of them."""
+    if not workdirs:
+        raise ValueError("no workdirs given: name at least one sweep's workdir")
+    real = [os.path.realpath(w) for w in workdirs]
+    if len(set(real)) < len(real):
+        twice = next(w for w, r in zip(workdirs, real) if real.count(r) > 1)
+        raise ValueError(f"{twice} is listed twice: name each sweep once")
+    differ = config_differences(workdirs, allowed)
+    if differ:
+        listing = "; ".join(f"{k}: " + " vs ".join(json.dumps(v) for v in vals) for k, vals in differ.items())
+        raise ValueError(f"the sweeps differ in {listing}. Pool only runs of one setting, or name the keys that may "
+                         f"differ with --allow={','.join(differ)}")
+    merged, origin = [], {}
+    for workdir in workdirs:
+        rows = results.read_csv(os.path.join(workdir, "results.csv"))
+        if not rows:
+            raise ValueError(f"{workdir} has no results.csv rows yet: let the sweep reach its first evaluation")
+        for row in rows:
+            key = tuple(row[k] for k in results.GROUP + ("seed", "step"))
+            if key in origin:
+                raise ValueError(f"seed {row['seed']} (γ {row['gamma']:g}, fraction {row['data_fraction']:g}, step "
+                                 f"{row['step']}) is in both {origin[key]} and {workdir}: pool sweeps that ran "
+                                 f"different seeds (--config.seeds='(3,4,5)')")
+            origin[key] = workdir
+            merged.append(row)
+    return merged
+
+
+def paired_differences(rows: list[dict], metric: str, base_gamma: float = 0.0) -> list[dict]:
+    """For every (dataset, agent, data fraction, evaluation step) and every γ other than ``base_gamma``, over the
+    seeds evaluated at both: the two means, the per-seed difference's mean, standard deviation and 95% t-interval
+    half-width, ``wins`` (seeds where γ scored higher), the paired t statistic with its two-sided p-value, and the
+    Wilcoxon signed-rank two-sided p-value (exact for small n; ``nan`` when it is undefined: one seed, or every
+    difference zero). Non-finite scores drop their seed."""
+    cells = {}
+    for row in rows:
+        if np.isfinite(row[metric]):
+            cells.setdefault(tuple(row[k] for k in CELL), {}).setdefault(row["gamma"], {})[row["seed"]] = row[metric]
+    out = []
+    for cell, by_gamma in sorted(cells.items()):
+        base = by_gamma.get(base_gamma)
+        if base is None:
+            continue
+        for gamma in sorted(g for g in by_gamma if g != base_gamma):
+            seeds = sorted(set(base) & set(by_gamma[gamma]))
+            if not seeds:
+                continue
+            a = np.array([base[s] for s in seeds], np.float64)
+            b = np.array([by_gamma[gamma][s] for s in seeds], np.float64)
+            diff = b - a
+            mean, std, ci, n = results.mean_ci(diff)
+            t = p_t = p_w = math.nan
+            if n >= 2 and std > 0:
+                t = mean / (std / math.sqrt(n))
+                p_t = float(2 * stats.t.sf(abs(t), n - 1))
+            if n >= 2 and np.any(diff != 0):
+                p_w = float(stats.wilcoxon(diff).pvalue)
+            out.append(dict(zip(CELL, cell), gamma=gamma, seeds=n, base_mean=float(a.mean()), mean=float(b.mean()),
+                            difference=mean, difference_std=std, difference_ci95=ci, wins=int(np.sum(diff > 0)),
+                            t=t, p_t=p_t, p_wilcoxon=p_w))
+    return out
+
+
+def paired_markdown(table: list[dict], metric: str, base_gamma: float = 0.0) -> str:
+    """:func:`paired_differences` as a Markdown table."""
+    digits = 2 if metric == "success" else 1
+    fmt = lambda x, d=digits: results.fmt_number(x, d)
+    lines = [f"# Seed-paired {metric}: each γ against γ = {base_gamma:g}", "",
+             "Difference = score(γ) − score(γ = {:g}) per seed (same subset, initial network, batches and evaluation "
+             "episodes), mean ± std, 95% t-interval; wins: seeds where γ scored higher; p: two-sided, paired t and "
+             "Wilcoxon signed-rank.".format(base_gamma), "",
+             "| dataset | agent | data fraction | step | γ | seeds | γ = 0 mean | γ mean | difference | 95% CI | wins | "
+             "t | p (t) | p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['step']} | {r['gamma']:g} | "
+                     f"{r['seeds']} | {fmt(r['base_mean'])} | {fmt(r['mean'])} | {fmt(r['difference'])} ± "
+                     f"{fmt(r['difference_std'])} | ± {fmt(r['difference_ci95'])} | {r['wins']}/{r['seeds']} | "
+                     f"{fmt(r['t'], 2)} | {fmt(r['p_t'], 3)} | {fmt(r['p_wilcoxon'], 3)} |")
+    return "\n".join(lines) + "\n"
