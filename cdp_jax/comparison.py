@@ -120,7 +120,7 @@ def paired_markdown(table: list[dict], metric: str, base_gamma: float = 0.0) -> 
              "Difference = score(γ) − score(γ = {:g}) per seed (same subset, initial network, batches and evaluation "
              "episodes), mean ± std, 95% t-interval; wins: seeds where γ scored higher; p: two-sided, paired t and "
              "Wilcoxon signed-rank.".format(base_gamma), "",
-             "| dataset | agent | data fraction | step | γ | seeds | γ = 0 mean | γ mean | difference | 95% CI | wins | "
+             f"| dataset | agent | data fraction | step | γ | seeds | γ = {base_gamma:g} mean | γ mean | difference | 95% CI | wins | "
              "t | p (t) | p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['step']} | {r['gamma']:g} | "
