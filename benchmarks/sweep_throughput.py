@@ -1,9 +1,10 @@
 """Aggregate update steps/s of a vmapped grid of N members against N separate single runs.
 
-Hopper-sized DBC/CDP members (obs 11, act 3, batch 256, T = 50, DQL MLP, gamma = 0.1 on the low-noise 10%
-sub-batch), trained by the sweep's own ``make_train_chunk`` on synthetic data.
+Hopper-sized members (obs 11, act 3, batch 256, T = 50, DQL MLP, L_c on the low-noise 10% sub-batch; by default
+DBC/CDP at γ = 0.1; ``--agent=edp --gammas=0`` for an EDP grid, ``--gammas=0,0.1`` for half EDP, half CDP),
+trained by the sweep's own ``make_train_chunk`` on synthetic data.
 
-    python -m benchmarks.sweep_throughput [--grids 1,4,16] [--steps 100] [--overhead]
+    python -m benchmarks.sweep_throughput [--grids 1,4,16] [--steps 100] [--agent dbc] [--gammas 0.1] [--overhead]
 
 ``--overhead``: where a one-member grid's step time goes, one EDP member (γ = 0) timed as the grid adds its
 parts, each a ``steps``-step ``scan`` in one compiled program: the bare update on a fixed batch; the same
@@ -101,6 +102,8 @@ def overhead_seconds(steps: int, data: Transitions) -> dict:
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_list("grids", ["1", "4", "16"], "grid sizes N", flag_values=fv)
     flags.DEFINE_integer("steps", 100, "update steps per timed call", flag_values=fv)
+    flags.DEFINE_enum("agent", "dbc", ["dbc", "edp"], "the members' agent", flag_values=fv)
+    flags.DEFINE_list("gammas", ["0.1"], "γ values the members cycle through", flag_values=fv)
     flags.DEFINE_bool("overhead", False, "time a one-member grid's parts instead of the grids", flag_values=fv)
 
 
@@ -113,11 +116,13 @@ def main(_, args: flags.FlagValues) -> int:
             print(f"{name:40s} {1e3 * sec:9.3f} ms/update {sec / next(iter(figures.values())):6.2f}x")
         print(json.dumps(figures))
         return 0
-    single = grid_seconds(1, args.steps, data)
+    gammas = tuple(float(g) for g in args.gammas)
+    timed = lambda n: grid_seconds(n, args.steps, data, args.agent, gammas)
+    single = timed(1)
     rows = []
     print(f"{'N':>4s} {'grid s':>8s} {'aggregate updates/s':>20s} {'N single runs s':>16s} {'speed-up':>9s}")
     for n in (int(x) for x in args.grids):
-        t = single if n == 1 else grid_seconds(n, args.steps, data)
+        t = single if n == 1 else timed(n)
         rows.append(dict(N=n, grid_seconds=t, aggregate_updates_per_s=n * args.steps / t,
                          separate_seconds=n * single, speedup=n * single / t))
         r = rows[-1]
