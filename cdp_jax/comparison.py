@@ -22,8 +22,9 @@ from cdp_jax import results
 CELL = ("dataset_id", "agent", "data_fraction", "step")
 # Config keys that may differ between pooled runs: which members ran, and how the work was split, not what they did.
 GRID_KEYS = ("seeds", "data_fractions", "gammas", "grid_chunk", "eval_workers", "distributed", "tensorboard")
-COLUMNS = CELL + ("gamma", "seeds", "base_mean", "mean", "difference", "difference_std", "difference_ci95", "wins",
-                  "t", "p_t", "p_wilcoxon")
+TEST_COLUMNS = ("seeds", "difference", "difference_std", "difference_ci95", "wins", "t", "p_t", "p_wilcoxon")
+COLUMNS = CELL + ("gamma", "base_mean", "mean") + TEST_COLUMNS
+SCARCITY_COLUMNS = CELL + ("gamma", "gain_small", "gain_full") + TEST_COLUMNS
 
 
 def _config(workdir: str) -> dict:
@@ -77,54 +78,116 @@ def pooled_rows(workdirs: list[str], allowed: tuple = ()) -> list[dict]:
     return merged
 
 
-def paired_differences(rows: list[dict], metric: str, base_gamma: float = 0.0) -> list[dict]:
-    """For every (dataset, agent, data fraction, evaluation step) and every γ other than ``base_gamma``, over the
-    seeds evaluated at both: the two means, the per-seed difference's mean, standard deviation and 95% t-interval
-    half-width, ``wins`` (seeds where γ scored higher), the paired t statistic with its two-sided p-value, and the
-    Wilcoxon signed-rank two-sided p-value (exact for small n; ``nan`` when it is undefined: one seed, or every
-    difference zero). Non-finite scores drop their seed."""
+def _scores(rows: list[dict], metric: str) -> dict:
+    """``{(dataset, agent, fraction, step): {gamma: {seed: score}}}`` over the finite scores."""
     cells = {}
     for row in rows:
         if np.isfinite(row[metric]):
             cells.setdefault(tuple(row[k] for k in CELL), {}).setdefault(row["gamma"], {})[row["seed"]] = row[metric]
+    return cells
+
+
+def _gains(by_gamma: dict, gamma: float, base_gamma: float) -> dict:
+    """``{seed: score(γ) - score(base γ)}`` over the seeds evaluated under both."""
+    base, other = by_gamma.get(base_gamma, {}), by_gamma.get(gamma, {})
+    return {s: other[s] - base[s] for s in sorted(set(base) & set(other))}
+
+
+def paired_test(diff) -> dict:
+    """Mean, standard deviation and 95% t-interval half-width of per-seed differences, ``wins`` (how many are
+    positive), the one-sample t statistic with its two-sided p-value, and the Wilcoxon signed-rank two-sided p-value
+    (exact for small n). A statistic that is undefined (one seed; every difference equal, or zero) is ``nan``."""
+    diff = np.asarray(diff, np.float64)
+    mean, std, ci, n = results.mean_ci(diff)
+    t = p_t = p_w = math.nan
+    if n >= 2 and std > 0:
+        t = mean / (std / math.sqrt(n))
+        p_t = float(2 * stats.t.sf(abs(t), n - 1))
+    if n >= 2 and np.any(diff != 0):
+        p_w = float(stats.wilcoxon(diff).pvalue)
+    return dict(seeds=n, difference=mean, difference_std=std, difference_ci95=ci, wins=int(np.sum(diff > 0)),
+                t=t, p_t=p_t, p_wilcoxon=p_w)
+
+
+def paired_differences(rows: list[dict], metric: str, base_gamma: float = 0.0) -> list[dict]:
+    """For every (dataset, agent, data fraction, evaluation step) and every γ other than ``base_gamma``, over the
+    seeds evaluated at both: the two means and :func:`paired_test` of the per-seed differences. Non-finite scores
+    drop their seed."""
     out = []
-    for cell, by_gamma in sorted(cells.items()):
-        base = by_gamma.get(base_gamma)
-        if base is None:
+    for cell, by_gamma in sorted(_scores(rows, metric).items()):
+        for gamma in sorted(g for g in by_gamma if g != base_gamma):
+            gains = _gains(by_gamma, gamma, base_gamma)
+            if not gains:
+                continue
+            out.append(dict(zip(CELL, cell), gamma=gamma,
+                            base_mean=float(np.mean([by_gamma[base_gamma][s] for s in gains])),
+                            mean=float(np.mean([by_gamma[gamma][s] for s in gains])), **paired_test(list(gains.values()))))
+    return out
+
+
+def scarcity_differences(rows: list[dict], metric: str, base_gamma: float = 0.0) -> list[dict]:
+    """The paper's data-scarcity claim, tested per seed: for every (dataset, agent, step, γ) and every data fraction
+    below 1.0, the gain over ``base_gamma`` at that fraction minus the gain at fraction 1.0, over the seeds with
+    both gains (:func:`paired_test`; positive: the contraction helps more with less data). Columns as
+    :data:`SCARCITY_COLUMNS`."""
+    cells = _scores(rows, metric)
+    out = []
+    for (dataset, agent, fraction, step), by_gamma in sorted(cells.items()):
+        full = cells.get((dataset, agent, 1.0, step))
+        if fraction >= 1.0 or full is None:
             continue
         for gamma in sorted(g for g in by_gamma if g != base_gamma):
-            seeds = sorted(set(base) & set(by_gamma[gamma]))
+            small, whole = _gains(by_gamma, gamma, base_gamma), _gains(full, gamma, base_gamma)
+            seeds = sorted(set(small) & set(whole))
             if not seeds:
                 continue
-            a = np.array([base[s] for s in seeds], np.float64)
-            b = np.array([by_gamma[gamma][s] for s in seeds], np.float64)
-            diff = b - a
-            mean, std, ci, n = results.mean_ci(diff)
-            t = p_t = p_w = math.nan
-            if n >= 2 and std > 0:
-                t = mean / (std / math.sqrt(n))
-                p_t = float(2 * stats.t.sf(abs(t), n - 1))
-            if n >= 2 and np.any(diff != 0):
-                p_w = float(stats.wilcoxon(diff).pvalue)
-            out.append(dict(zip(CELL, cell), gamma=gamma, seeds=n, base_mean=float(a.mean()), mean=float(b.mean()),
-                            difference=mean, difference_std=std, difference_ci95=ci, wins=int(np.sum(diff > 0)),
-                            t=t, p_t=p_t, p_wilcoxon=p_w))
+            out.append(dict(dataset_id=dataset, agent=agent, data_fraction=fraction, step=step, gamma=gamma,
+                            gain_small=float(np.mean([small[s] for s in seeds])),
+                            gain_full=float(np.mean([whole[s] for s in seeds])),
+                            **paired_test([small[s] - whole[s] for s in seeds])))
     return out
+
+
+def _formatter(metric: str):
+    digits = 2 if metric == "success" else 1
+    return lambda x, d=digits: results.fmt_number(x, d)
+
+
+def _test_cells(r: dict, fmt) -> str:
+    """The :func:`paired_test` columns of one table row."""
+    return (f"{r['seeds']} | {fmt(r['difference'])} ± {fmt(r['difference_std'])} | ± {fmt(r['difference_ci95'])} | "
+            f"{r['wins']}/{r['seeds']} | {fmt(r['t'], 2)} | {fmt(r['p_t'], 3)} | {fmt(r['p_wilcoxon'], 3)} |")
+
+
+_TEST_HEADER = "seeds | difference | 95% CI | wins | t | p (t) | p (Wilcoxon) |"
 
 
 def paired_markdown(table: list[dict], metric: str, base_gamma: float = 0.0) -> str:
     """:func:`paired_differences` as a Markdown table."""
-    digits = 2 if metric == "success" else 1
-    fmt = lambda x, d=digits: results.fmt_number(x, d)
+    fmt = _formatter(metric)
     lines = [f"# Seed-paired {metric}: each γ against γ = {base_gamma:g}", "",
-             "Difference = score(γ) − score(γ = {:g}) per seed (same subset, initial network, batches and evaluation "
-             "episodes), mean ± std, 95% t-interval; wins: seeds where γ scored higher; p: two-sided, paired t and "
-             "Wilcoxon signed-rank.".format(base_gamma), "",
-             f"| dataset | agent | data fraction | step | γ | seeds | γ = {base_gamma:g} mean | γ mean | difference | 95% CI | wins | "
-             "t | p (t) | p (Wilcoxon) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"Difference = score(γ) − score(γ = {base_gamma:g}) per seed (same subset, initial network, batches and "
+             f"evaluation episodes), mean ± std, 95% t-interval; wins: seeds where γ scored higher; p: two-sided, "
+             f"paired t and Wilcoxon signed-rank.", "",
+             f"| dataset | agent | data fraction | step | γ | γ = {base_gamma:g} mean | γ mean | " + _TEST_HEADER,
+             "|---" * 14 + "|"]
     for r in table:
         lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['step']} | {r['gamma']:g} | "
-                     f"{r['seeds']} | {fmt(r['base_mean'])} | {fmt(r['mean'])} | {fmt(r['difference'])} ± "
-                     f"{fmt(r['difference_std'])} | ± {fmt(r['difference_ci95'])} | {r['wins']}/{r['seeds']} | "
-                     f"{fmt(r['t'], 2)} | {fmt(r['p_t'], 3)} | {fmt(r['p_wilcoxon'], 3)} |")
+                     f"{fmt(r['base_mean'])} | {fmt(r['mean'])} | " + _test_cells(r, fmt))
+    return "\n".join(lines) + "\n"
+
+
+def scarcity_markdown(table: list[dict], metric: str, base_gamma: float = 0.0) -> str:
+    """:func:`scarcity_differences` as a Markdown table (empty text when there is nothing to compare)."""
+    if not table:
+        return ""
+    fmt = _formatter(metric)
+    lines = [f"# Data scarcity, {metric}: the gain over γ = {base_gamma:g} at a data fraction minus the gain at 1.0", "",
+             "Per seed (the seeds run at both fractions); positive: the contraction helps more with less data (the "
+             "paper's claim); tests as above.", "",
+             "| dataset | agent | data fraction | step | γ | gain there | gain at 1.0 | " + _TEST_HEADER,
+             "|---" * 14 + "|"]
+    for r in table:
+        lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['step']} | {r['gamma']:g} | "
+                     f"{fmt(r['gain_small'])} | {fmt(r['gain_full'])} | " + _test_cells(r, fmt))
     return "\n".join(lines) + "\n"

@@ -4,6 +4,9 @@
     python -m experiments.compare --workdirs=runs/a,runs/b --out=runs/a+b         # pooled: results.csv, summary.md,
                                                                                   # plots/, paired.md, paired.csv
 
+paired.md also tests the data-scarcity claim where fraction 1.0 and smaller ones share seeds: per seed, the gain
+over γ = 0 at the smaller fraction minus the gain at 1.0 (scarcity.csv).
+
 The sweeps must share every setting but the grid's (seeds, fractions, γ values, chunking); ``--allow=key,...``
 names keys that may differ. One member's evaluation in two workdirs is refused. See cdp_jax/comparison.py.
 """
@@ -40,10 +43,15 @@ def compare(workdirs: list[str], out: str, metric: str = "", allow: tuple = ()) 
         results.write_csv(os.path.join(out, "results.csv"), rows)
         results.write_reports(rows, out)
     tables = {m: comparison.paired_differences(rows, m) for m in metrics}
-    text = "\n".join(comparison.paired_markdown(t, m) for m, t in tables.items())
+    scarcity = {m: comparison.scarcity_differences(rows, m) for m in metrics}
+    text = "\n".join([comparison.paired_markdown(t, m) for m, t in tables.items()]
+                     + [comparison.scarcity_markdown(t, m) for m, t in scarcity.items() if t])
     atomic_write_text(os.path.join(out, "paired.md"), text)
     results.write_csv(os.path.join(out, "paired.csv"), [dict(r, metric=m) for m, t in tables.items() for r in t],
                       columns=("metric",) + comparison.COLUMNS)
+    if any(scarcity.values()):
+        results.write_csv(os.path.join(out, "scarcity.csv"), [dict(r, metric=m) for m, t in scarcity.items() for r in t],
+                          columns=("metric",) + comparison.SCARCITY_COLUMNS)
     return text
 
 

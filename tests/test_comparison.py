@@ -18,15 +18,18 @@ CONFIG = {"dataset_id": "toy", "agent": "dbc", "num_steps": 20, "seeds": 3, "gam
           "data_fractions": [0.1], "agent_config": {"lr": 1e-4}}
 
 
-def sweep_dir(path, member_seeds, scores, **config):
-    """A finished sweep's workdir: ``scores[gamma][i]`` is seed ``member_seeds[i]``'s return at steps 10 and 20."""
+def sweep_dir(path, member_seeds, scores, fraction=0.1, **config):
+    """A finished sweep's workdir: ``scores[gamma][i]`` is seed ``member_seeds[i]``'s return at steps 10 and 20
+    (``fraction`` of the data; ``fraction=None``: ``scores`` is ``{fraction: {gamma: [...]}}``)."""
     os.makedirs(path)
     with open(path / "config.json", "w") as f:
         json.dump({**CONFIG, **config}, f)
-    rows = [dict(dataset_id="toy", agent="dbc", seed=s, data_fraction=0.1, gamma=g, step=step, normalized_score=np.nan,
+    by_fraction = scores if fraction is None else {fraction: scores}
+    rows = [dict(dataset_id="toy", agent="dbc", seed=s, data_fraction=f, gamma=g, step=step, normalized_score=np.nan,
                  success=float(v > 100), action_std=0.1, lambda_max=0.5, diverged=0, wall_time=1.0,
                  **{"return": v + (step - 20)})
-            for g, vals in scores.items() for s, v in zip(member_seeds, vals) for step in (10, 20)]
+            for f, fscores in by_fraction.items() for g, vals in fscores.items() for s, v in zip(member_seeds, vals)
+            for step in (10, 20)]
     results.write_csv(str(path / "results.csv"), rows)
     return str(path)
 
@@ -66,6 +69,24 @@ def test_only_seeds_evaluated_under_both_gammas_pair_and_constant_differences_ha
     r = comparison.paired_differences(rows, "return")[-1]
     assert r["seeds"] == 2 and r["difference"] == 1.0 and r["difference_std"] == 0.0
     assert np.isnan(r["t"]) and np.isnan(r["p_t"]) and r["p_wilcoxon"] == pytest.approx(0.5)
+
+
+def test_scarcity_is_the_per_seed_gain_at_a_fraction_minus_the_gain_at_all_data(tmp_path):
+    full = {0.0: [100.0, 200.0, 150.0, 120.0], 1.0: [110.0, 205.0, 140.0, 150.0]}        # gains 10, 5, -10, 30
+    tenth = {0.0: [50.0, 60.0, 70.0, 80.0], 1.0: [90.0, 70.0, 75.0, 95.0]}             # gains 40, 10, 5, 15
+    a = sweep_dir(tmp_path / "a", [0, 1, 2, 3], {1.0: full, 0.1: tenth}, fraction=None)
+    rows = [r for r in comparison.pooled_rows([a]) if not (r["seed"] == 3 and r["data_fraction"] == 1.0)]
+    table = comparison.scarcity_differences(rows, "return")
+    assert [(r["data_fraction"], r["step"], r["gamma"]) for r in table] == [(0.1, 10, 1.0), (0.1, 20, 1.0)]
+    r = table[-1]
+    per_seed = np.array([40 - 10, 10 - 5, 5 + 10])                 # seed 3 lacks its gain at 1.0: left out
+    ref = stats.ttest_1samp(per_seed, 0.0)
+    assert r["seeds"] == 3 and r["wins"] == 3
+    assert r["gain_small"] == pytest.approx(55 / 3) and r["gain_full"] == pytest.approx(5 / 3)
+    assert r["difference"] == pytest.approx(per_seed.mean()) and r["t"] == pytest.approx(ref.statistic)
+    assert r["p_t"] == pytest.approx(ref.pvalue) and r["p_wilcoxon"] == pytest.approx(0.25)   # 2 / 2^3
+    text = compare([a], "", metric="return")
+    assert "# Data scarcity, return" in text and (tmp_path / "a" / "scarcity.csv").exists()
 
 
 def test_pooling_refuses_clashes_other_settings_and_missing_runs(tmp_path):
