@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from benchmarks import robomimic_jobs
-from cdp_jax import results
+from cdp_jax import comparison, results
 from cdp_jax.io import atomic_write_text
 
 PAPER_CSV = os.path.join(os.path.dirname(__file__), "reference", "paper.csv")
@@ -43,11 +43,11 @@ def cell(rows: list[dict], dataset_id: str, agent: str, fraction: float, gamma: 
 
 def seed_gains(rows: list[dict], dataset_id: str, fraction: float, metric: str = "normalized_score") -> dict:
     """``{seed: CDP - EDP}``; members with the same seed share their data subset, initial network and batches."""
-    def by_seed(gamma):
-        return {r["seed"]: r[metric] for r in rows if r["dataset_id"] == dataset_id and r["agent"] == "edp"
-                and r["data_fraction"] == fraction and r["gamma"] == gamma}
-    edp, cdp = by_seed(0.0), by_seed(CDP_GAMMA)
-    return {s: cdp[s] - edp[s] for s in sorted(set(edp) & set(cdp))}
+    by_gamma = {}
+    for r in rows:
+        if r["dataset_id"] == dataset_id and r["agent"] == "edp" and r["data_fraction"] == fraction:
+            by_gamma.setdefault(r["gamma"], {})[r["seed"]] = r[metric]
+    return comparison.seed_gains(by_gamma, CDP_GAMMA)
 
 
 def paired_gain(rows: list[dict], dataset_id: str, fraction: float) -> tuple:

@@ -87,8 +87,8 @@ def _scores(rows: list[dict], metric: str) -> dict:
     return cells
 
 
-def _gains(by_gamma: dict, gamma: float, base_gamma: float) -> dict:
-    """``{seed: score(γ) - score(base γ)}`` over the seeds evaluated under both."""
+def seed_gains(by_gamma: dict, gamma: float, base_gamma: float = 0.0) -> dict:
+    """``{seed: score(γ) - score(base γ)}`` over the seeds evaluated under both; ``by_gamma``: ``{γ: {seed: score}}``."""
     base, other = by_gamma.get(base_gamma, {}), by_gamma.get(gamma, {})
     return {s: other[s] - base[s] for s in sorted(set(base) & set(other))}
 
@@ -116,7 +116,7 @@ def paired_differences(rows: list[dict], metric: str, base_gamma: float = 0.0) -
     out = []
     for cell, by_gamma in sorted(_scores(rows, metric).items()):
         for gamma in sorted(g for g in by_gamma if g != base_gamma):
-            gains = _gains(by_gamma, gamma, base_gamma)
+            gains = seed_gains(by_gamma, gamma, base_gamma)
             if not gains:
                 continue
             out.append(dict(zip(CELL, cell), gamma=gamma,
@@ -137,7 +137,7 @@ def scarcity_differences(rows: list[dict], metric: str, base_gamma: float = 0.0)
         if fraction >= 1.0 or full is None:
             continue
         for gamma in sorted(g for g in by_gamma if g != base_gamma):
-            small, whole = _gains(by_gamma, gamma, base_gamma), _gains(full, gamma, base_gamma)
+            small, whole = seed_gains(by_gamma, gamma, base_gamma), seed_gains(full, gamma, base_gamma)
             seeds = sorted(set(small) & set(whole))
             if not seeds:
                 continue
