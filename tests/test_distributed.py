@@ -14,7 +14,7 @@ from tests.test_reliability import ROOT, kill_group
 from tests.test_sweep import env_with_cpu_devices
 
 TINY = """
-from tests.test_sweep import tiny_config
+from tests.tiny import tiny_config
 def get_config():
     return tiny_config(num_steps=40, eval_every=20{extra})
 """

@@ -10,7 +10,8 @@ import pytest
 
 from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.policy import load_policy
-from tests.test_sweep import run, tiny_config
+from tests.test_sweep import run
+from tests.tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

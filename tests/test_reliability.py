@@ -13,7 +13,7 @@ from cdp_jax import results, sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, EVAL_EVERY = 400, 10                        # 40 chunks
 CONFIG = f"""
-from tests.test_sweep import tiny_config
+from tests.tiny import tiny_config
 def get_config():
     return tiny_config(num_steps={STEPS}, eval_every={EVAL_EVERY})
 """
@@ -115,7 +115,7 @@ def test_sigterm_stops_at_a_clean_point_and_the_rerun_finishes_the_same(referenc
 
 
 def test_a_second_writer_is_refused_at_once_and_the_first_is_undisturbed(reference, tmp_path):
-    from tests.test_sweep import tiny_config
+    from tests.tiny import tiny_config
     config, expected, _ = reference
     workdir = tmp_path / "shared"
     first = start(config, workdir)

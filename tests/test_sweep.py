@@ -14,21 +14,9 @@ from cdp_jax import config, results, sweep
 from cdp_jax import grid as G
 from cdp_jax.checkpoint import Checkpoints
 from cdp_jax.datasets import load_transitions
+from tests.tiny import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(**overrides):
-    cfg = config.base_config()
-    cfg.dataset_id, cfg.generate, cfg.generate_steps = "local/toy/reach-v0", "toy-reach", 600
-    cfg.agent_config.diffusion = dict(network="dql", hidden=32, diffusion_steps=10, sampling_steps=5)
-    cfg.agent_config.lr = 1e-3
-    cfg.seeds, cfg.data_fractions, cfg.gammas = 2, (1.0, 0.5), (0.0, 0.1)
-    cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.batch_size = 40, 20, 2, 32
-    cfg.consistency_states, cfg.consistency_samples = 8, 4
-    for key, value in overrides.items():
-        cfg[key] = value
-    return cfg
 
 
 def env_with_cpu_devices(n: int) -> dict:
@@ -43,8 +31,17 @@ def run(cfg, workdir):
     return s, rows
 
 
-def test_grid_member_equals_member_alone(minari_root, tmp_path):
-    grid, grid_rows = run(tiny_config(), tmp_path / "grid")
+@pytest.fixture(scope="module")
+def straight(minari_root, tmp_path_factory):
+    """One uninterrupted run of ``tiny_config()``: ``(sweep, rows, workdir)``, the reference that the tests of
+    resumes, shardings, group splits and TensorBoard compare against (read only)."""
+    workdir = tmp_path_factory.mktemp("straight")
+    s, rows = run(tiny_config(), workdir)
+    return s, rows, workdir
+
+
+def test_grid_member_equals_member_alone(straight, tmp_path):
+    grid, grid_rows, workdir = straight
     assert len(grid_rows) == 8 * 2
     alone, alone_rows = run(tiny_config(seeds=(1,), data_fractions=(0.5,), gammas=(0.1,)), tmp_path / "alone")
     index = next(i for i, m in enumerate(grid.grid.members) if m == dict(seed=1, data_fraction=0.5, gamma=0.1))
@@ -56,13 +53,13 @@ def test_grid_member_equals_member_alone(minari_root, tmp_path):
         assert a["action_std"] > 1e-3 and a["lambda_max"] != 0                    # values that can differ
         np.testing.assert_allclose([a["return"], a["action_std"], a["lambda_max"]],
                                    [b["return"], b["action_std"], b["lambda_max"]], rtol=1e-4, atol=1e-5)
-    assert os.path.exists(tmp_path / "grid" / "summary.md")
+    assert os.path.exists(workdir / "summary.md")
     for name in ("learning_curves.png", "score_vs_fraction.png", "gamma_sensitivity.png"):
-        assert os.path.getsize(tmp_path / "grid" / "plots" / name) > 5_000
+        assert os.path.getsize(workdir / "plots" / name) > 5_000
 
 
-def test_killed_sweep_resumes_to_identical_results(minari_root, tmp_path, monkeypatch):
-    _, reference = run(tiny_config(), tmp_path / "straight")
+def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypatch):
+    _, reference, _ = straight
     original = Checkpoints.save
 
     def crash_after_first(self, step, state):
@@ -169,7 +166,7 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
     assert bad.returncode != 0 and "gammas is empty" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
+def test_two_devices_shard_the_grid_and_agree(straight, tmp_path):
     script = (
         "import os, sys, jax; sys.path.insert(0, %r); from tests.test_sweep import tiny_config, run; "
         "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
@@ -178,7 +175,7 @@ def test_two_devices_shard_the_grid_and_agree(minari_root, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env_with_cpu_devices(2), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    _, rows = run(tiny_config(), tmp_path / "single")
+    _, rows, _ = straight
     np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
 
 
@@ -228,8 +225,8 @@ def test_progress_steps_do_not_change_the_results(minari_root, tmp_path):
         chex.assert_trees_all_close(runs[n][0].agents.params, runs[20][0].agents.params, atol=1e-6)
 
 
-def test_grid_split_into_equal_chunks_gives_the_same_results(minari_root, tmp_path):
-    whole, whole_rows = run(tiny_config(), tmp_path / "whole")
+def test_grid_split_into_equal_chunks_gives_the_same_results(straight, tmp_path):
+    whole, whole_rows, _ = straight
     chunked, chunked_rows = run(tiny_config(grid_chunk=3), tmp_path / "chunked")   # 4 + 4 members -> 2 + 2 groups
     assert [len(m) for m, _ in G.GridLayout.plan([m["gamma"] for m in chunked.grid.members], 3).groups] == [3, 3, 3, 3]
     chex.assert_trees_all_close(whole.agents.params, chunked.agents.params, atol=1e-6)
@@ -335,29 +332,29 @@ def _event_scalars(folder) -> dict:
     return out
 
 
-def test_tensorboard_scalars_per_member_match_the_results(minari_root, tmp_path):
-    _, rows = run(tiny_config(), tmp_path / "tb")
-    runs = sorted(os.listdir(tmp_path / "tb" / "tensorboard"))
+def test_tensorboard_scalars_per_member_match_the_results(straight, tmp_path):
+    _, rows, workdir = straight
+    runs = sorted(os.listdir(workdir / "tensorboard"))
     assert len(runs) == 8 and "seed1_frac0.5_gamma0.1" in runs
-    scalars = _event_scalars(tmp_path / "tb" / "tensorboard" / "seed1_frac0.5_gamma0.1")
+    scalars = _event_scalars(workdir / "tensorboard" / "seed1_frac0.5_gamma0.1")
     mine = [r for r in rows if (r["seed"], r["data_fraction"], r["gamma"]) == (1, 0.5, 0.1)]
     for r in mine:
         np.testing.assert_allclose(scalars[("eval/action_std", r["step"])], r["action_std"], rtol=1e-6)
         np.testing.assert_allclose(scalars[("eval/return", r["step"])], r["return"], rtol=1e-6)
-    metrics = [m for m in results.read_csv(tmp_path / "tb" / "train_metrics.csv")
+    metrics = [m for m in results.read_csv(workdir / "train_metrics.csv")
                if (m["seed"], m["data_fraction"], m["gamma"]) == (1, 0.5, 0.1)]
     np.testing.assert_allclose(scalars[("train/loss", 40)], metrics[-1]["loss"], rtol=1e-6)
     run(tiny_config(tensorboard=False), tmp_path / "off")
     assert not os.path.exists(tmp_path / "off" / "tensorboard")
 
 
-def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(minari_root, tmp_path, monkeypatch):
+def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(straight, tmp_path, monkeypatch):
     import errno
 
     import orbax.checkpoint as ocp
 
     from cdp_jax.cli import one_line_errors
-    _, reference = run(tiny_config(), tmp_path / "ref")
+    _, reference, _ = straight
     original, calls = ocp.CheckpointManager.save, []
 
     def full_disk(self, step, *args, **kwargs):

@@ -4,7 +4,6 @@ Gaussians (distrax ``MixtureSameFamily``) over the action (chunk), fitted by max
 the scales set to ``min_std`` (robomimic's ``low_noise_eval``). It has no diffusion, so gamma must be 0."""
 from __future__ import annotations
 
-import distrax
 import flax.linen as nn
 import flax.struct
 import jax
@@ -40,7 +39,8 @@ class GMMHead(nn.Module):
         return nn.Dense(self.num_modes)(h), means, scales
 
 
-def mixture(logits, means, scales) -> distrax.Distribution:
+def mixture(logits, means, scales) -> "distrax.Distribution":
+    import distrax          # on use, as in cdp_jax.networks.tanh_gaussian
     return distrax.MixtureSameFamily(distrax.Categorical(logits=logits), distrax.MultivariateNormalDiag(means, scales))
 
 
