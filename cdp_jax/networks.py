@@ -7,9 +7,14 @@ compute; ``"cleandiffuser"`` is what they compute (see :func:`positional_embeddi
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+if TYPE_CHECKING:          # imported on use below
+    import distrax
 
 NETWORKS = ("dql", "pearce", "idql", "unet", "dit")
 TIME_EMBEDDINGS = ("float", "cleandiffuser")
@@ -233,7 +238,7 @@ class GaussianActor(nn.Module):
         return mean, log_std
 
 
-def tanh_gaussian(mean, log_std) -> "distrax.Distribution":
+def tanh_gaussian(mean, log_std) -> distrax.Distribution:
     """The tanh-squashed diagonal Gaussian on (-1, 1)^act_dim."""
     import distrax          # on use: it loads TFP's JAX substrate, 0.4 s of every CLI start that never needs it
     return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1))

@@ -391,7 +391,7 @@ def test_gamma_zero_members_are_compiled_without_the_contraction_term():
     flops = lambda a: jax.jit(lambda a: a.update(batch, jax.random.PRNGKey(1))).lower(a).compile().cost_analysis()
     cost_on, cost_off = (f["flops"] if isinstance(f, dict) else f[0]["flops"] for f in (flops(agent), flops(off)))
     assert cost_off < 0.6 * cost_on, (cost_off, cost_on)                          # the d JVPs are gone
-    (a_on, m_on), (a_off, m_off) = agent.update(batch, jax.random.PRNGKey(1)), off.update(batch, jax.random.PRNGKey(1))
+    (_, m_on), (_, m_off) = agent.update(batch, jax.random.PRNGKey(1)), off.update(batch, jax.random.PRNGKey(1))
     assert float(m_off["contraction_loss"]) == 0.0
     np.testing.assert_allclose(float(m_on["loss"]), float(m_on["bc_loss"]), rtol=1e-6)     # γ = 0: L_c adds nothing
     # γ = 0: the same gradient either way (with L_c on, the denoising term is read off the contraction's

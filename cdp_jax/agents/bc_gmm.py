@@ -4,6 +4,8 @@ Gaussians (distrax ``MixtureSameFamily``) over the action (chunk), fitted by max
 the scales set to ``min_std`` (robomimic's ``low_noise_eval``). It has no diffusion, so gamma must be 0."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import flax.linen as nn
 import flax.struct
 import jax
@@ -12,6 +14,9 @@ import ml_collections
 import optax
 
 from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer, refuse_gamma
+
+if TYPE_CHECKING:          # imported on use below
+    import distrax
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -39,7 +44,7 @@ class GMMHead(nn.Module):
         return nn.Dense(self.num_modes)(h), means, scales
 
 
-def mixture(logits, means, scales) -> "distrax.Distribution":
+def mixture(logits, means, scales) -> distrax.Distribution:
     import distrax          # on use, as in cdp_jax.networks.tanh_gaussian
     return distrax.MixtureSameFamily(distrax.Categorical(logits=logits), distrax.MultivariateNormalDiag(means, scales))
 
