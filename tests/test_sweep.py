@@ -150,6 +150,15 @@ def _cli(args, env_extra=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def test_the_cli_starts_without_distrax_and_scipy_stats():
+    """A start loads what every run needs: distrax (TFP's JAX substrate, 0.4 s) and scipy.stats (0.3 s) are imported
+    where they are used (the SAC and BC policies, BC-GMM, confidence intervals), not by ``import cdp_jax``."""
+    code = ("import sys, experiments.sweep, cdp_jax.sweep; "
+            "print(sorted(m for m in ('distrax', 'scipy.stats') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr[-2000:])
+
+
 def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
     workdir = tmp_path / "cli"
     proc = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={workdir}", "--config.num_steps=20",
