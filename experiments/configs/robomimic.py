@@ -39,8 +39,8 @@ BACKBONES = ("pearce", "unet", "dit", "bc_gmm")
 # vs 100 over 9 seeds: 193 vs 243 at 10% data (8 of 9 seeds ahead, p = 0.029), 224 vs 257 at 100% (7 of 9,
 # p = 0.14); success 0.89 vs 0.97 and 0.96 vs 1.00 (robomimic_lift_unet_g100_9seeds_cpu/paired.md); γ 0.1
 # changed nothing (robomimic_lift_unet_cpu/). 100 is the top of the paper's γ grid {0.001, ..., 100}. DiT: the
-# same normalisation argument; a reduced DiT (d_model 96, 3 seeds, 10%) measured no effect of γ 100 on reward
-# (-25 ± 102) although λmax fell 0.67 -> 0.17 (robomimic_lift_dit_g100_cpu/).
+# same normalisation argument; a reduced DiT (d_model 96, 6 seeds, 10%) measured no effect of γ 100 on reward
+# (+0.4 ± 75) although λmax fell 0.65 -> 0.19 (robomimic_lift_dit_g100_6seeds_cpu/).
 CDP_GAMMA = {"pearce": 0.1, "unet": 100.0, "dit": 100.0}
 
 
