@@ -40,8 +40,7 @@ def test_action_statistics_reference_values():
 
 
 def test_diagnose_command_on_a_sweep(minari_root, tmp_path):
-    from tests.test_sweep import run
-    from tests.tiny import tiny_config
+    from tests.tiny import run, tiny_config
     run(tiny_config(), tmp_path / "sweep")
     rows = diagnostics.diagnose_sweep(str(tmp_path / "sweep"), num_states=16, num_noises=4, num_levels=4)
     metrics = {r["metric"] for r in rows}

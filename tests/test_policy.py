@@ -10,8 +10,7 @@ import pytest
 
 from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.policy import load_policy
-from tests.test_sweep import run
-from tests.tiny import tiny_config
+from tests.tiny import run, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,7 @@ from cdp_jax import config, results, sweep
 from cdp_jax import grid as G
 from cdp_jax.checkpoint import Checkpoints
 from cdp_jax.datasets import load_transitions
-from tests.tiny import tiny_config
+from tests.tiny import run, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,12 +23,6 @@ def env_with_cpu_devices(n: int) -> dict:
     """``os.environ`` for a subprocess whose host platform is ``n`` CPU devices (conftest's XLA flags kept)."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
     return dict(os.environ, XLA_FLAGS=flags)
-
-
-def run(cfg, workdir):
-    s = sweep.Sweep(cfg, str(workdir), progress=False)
-    rows = s.run()
-    return s, rows
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +171,7 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
 
 def test_two_devices_shard_the_grid_and_agree(straight, tmp_path):
     script = (
-        "import os, sys, jax; sys.path.insert(0, %r); from tests.test_sweep import tiny_config, run; "
+        "import os, sys, jax; sys.path.insert(0, %r); from tests.tiny import tiny_config, run; "
         "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
         "import numpy as np; np.save(%r, np.array([r['action_std'] for r in rows]))"
     ) % (ROOT, str(tmp_path / "sharded"), str(tmp_path / "sharded.npy"))
@@ -193,7 +187,7 @@ def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_pa
     training metrics and the final checkpoint equal the sequential run's, wall_time aside."""
     script = (
         "import sys, json; sys.path.insert(0, %r); from cdp_jax.eval_overlap import reserve_host_device; "
-        "reserve_host_device(); from tests.test_sweep import tiny_config, run; "
+        "reserve_host_device(); from tests.tiny import tiny_config, run; "
         "s, rows = run(tiny_config(eval_overlap=True, num_steps=60), %r); print(json.dumps(s.timing))"
     ) % (ROOT, str(tmp_path / "overlap"))
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -1,7 +1,7 @@
 """The tiny sweep that the tests run, in process and in CLI subprocesses: a module of its own, so that a subprocess
 whose config loads it imports the library alone (not pytest, chex and a test module: 0.6 s of each CLI start in the
 suite)."""
-from cdp_jax import config
+from cdp_jax import config, sweep
 
 
 def tiny_config(**overrides):
@@ -15,3 +15,9 @@ def tiny_config(**overrides):
     for key, value in overrides.items():
         cfg[key] = value
     return cfg
+
+
+def run(cfg, workdir):
+    """Runs a sweep in this process: ``(sweep, rows)``."""
+    s = sweep.Sweep(cfg, str(workdir), progress=False)
+    return s, s.run()
