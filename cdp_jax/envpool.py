@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing as mp
 import os
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -62,10 +63,18 @@ class _Block:
 
 
 def _worker(conn, spec, layout, n):
+    # The parent owns the pool's life: a SIGTERM or Ctrl-C sent to the whole process group (``timeout``, a
+    # terminal, a job scheduler) reaches the parent, which stops gracefully after its current evaluation and closes
+    # the pool; a worker that died of it would break that evaluation. If the parent dies, ``recv`` ends the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     register_robotics_envs()
     block = _Block(spec, layout, n)
     while True:
-        cmd, args = conn.recv()
+        try:
+            cmd, args = conn.recv()
+        except (EOFError, OSError):             # the parent is gone
+            return
         if cmd == "close":
             block.close()
             conn.close()
@@ -108,9 +117,14 @@ class EnvPool:
     def _call(self, cmd, *arrays):
         if self.local is not None:
             return getattr(self.local, cmd)(*arrays)
-        for conn, (lo, hi) in zip(self.conns, self.bounds):
-            conn.send((cmd, tuple(a[lo:hi] for a in arrays)))
-        replies = [conn.recv() for conn in self.conns]
+        try:
+            for conn, (lo, hi) in zip(self.conns, self.bounds):
+                conn.send((cmd, tuple(a[lo:hi] for a in arrays)))
+            replies = [conn.recv() for conn in self.conns]
+        except (EOFError, OSError):
+            codes = [p.exitcode for p in self.procs]
+            raise RuntimeError(f"an evaluation worker process died (exit codes {codes}; -9 is the kernel's OOM "
+                               f"killer or a kill -9): rerun, or evaluate in-process with eval_workers=1") from None
         for status, payload in replies:
             if status == "error":
                 raise RuntimeError(f"an evaluation environment failed in a worker: {payload}")
@@ -131,7 +145,10 @@ class EnvPool:
             self.local.close()
             return
         for conn in self.conns:
-            conn.send(("close", ()))
+            try:
+                conn.send(("close", ()))
+            except OSError:                     # that worker is gone already
+                pass
         for proc in self.procs:
             proc.join(timeout=10)
             if proc.is_alive():

@@ -1,4 +1,7 @@
 """EnvPool: worker processes step the same environments as the in-process pool, value for value."""
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -44,3 +47,22 @@ def test_a_failing_worker_env_raises_one_message():
         pool.reset(np.array([0, 1]))
         with pytest.raises(RuntimeError, match="evaluation environment failed"):
             pool.step(np.ones((2, 5)), np.array([True, True]))       # wrong action shape
+
+
+def test_workers_outlive_a_group_signal_and_a_dead_worker_is_one_message():
+    """SIGTERM/SIGINT sent to the whole process group (``timeout``, Ctrl-C) leave the workers to the parent, whose
+    graceful stop then finishes its evaluation; a worker killed outright gives one message, and close() still works."""
+    pool = EnvPool(gym.spec("PointMaze_UMaze-v3"), LAYOUT, 2, workers=2)
+    try:
+        first = pool.reset(np.array([0, 1]))
+        for proc in pool.procs:
+            os.kill(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGINT)
+        np.testing.assert_array_equal(pool.reset(np.array([0, 1])), first)
+        os.kill(pool.procs[1].pid, signal.SIGKILL)
+        pool.procs[1].join(timeout=10)
+        with pytest.raises(RuntimeError, match=r"worker process died \(exit codes \[None, -9\]"):
+            pool.step(np.ones((2, 2)), np.array([True, True]))
+    finally:
+        pool.close()
+    assert not any(p.is_alive() for p in pool.procs)
