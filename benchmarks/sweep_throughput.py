@@ -48,15 +48,17 @@ def members(agent: str, n: int, gammas):
     return jax.vmap(lambda h, s: agent_class(agent).create(cfg, h, jax.random.PRNGKey(s), OBS, ACT))(hp, jnp.arange(n))
 
 
-def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,)) -> float:
+def grid_seconds(n: int, steps: int, data: Transitions, agent: str = "dbc", gammas=(0.1,),
+                 by_contraction: bool = True) -> float:
     """Median seconds of one ``steps``-step chunk of an ``n``-member grid whose members cycle through ``gammas``
-    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP), grouped by γ > 0 as the sweep groups them."""
+    (``agent="edp", gammas=(0.0, 0.1)``: half EDP, half CDP), grouped as the sweep groups them: by γ > 0, or
+    all in one program (``by_contraction=False``, the sweep's ``group_by_contraction``)."""
     seeds = jnp.arange(n)
     agents = members(agent, n, gammas)
     subsets = Subsets(idx=jnp.tile(jnp.arange(N_DATA, dtype=jnp.int32), (n, 1)), count=jnp.full(n, N_DATA, jnp.int32))
     chunk = make_train_chunk(data, BATCH, steps)
     diverged = jnp.zeros(n, bool)
-    layout = GridLayout.plan([gammas[i % len(gammas)] for i in range(n)], n)      # as the sweep groups them
+    layout = GridLayout.plan([gammas[i % len(gammas)] for i in range(n)], n, by_contraction=by_contraction)
 
     def run(agents):
         parts = [chunk(*layout.chunk_inputs(k, agents, diverged, subsets, seeds), 0)[0]

@@ -1,13 +1,15 @@
 """Speed figures of cdp_jax as one JSON file, rewritten after every figure (a timeout loses nothing measured).
 
     python -m benchmarks.throughput [--out benchmarks/results/throughput_cpu.json] [--grids 1,8,64]
-        [--dbc_grids 1,8,64] [--steps 50] [--sweep_members 16] [--only edp,grids,dbc,sampler,eval,sweep]
+        [--dbc_grids 1,8,64] [--one_program_grids 4,16] [--steps 50] [--sweep_members 16]
+        [--only edp,grids,dbc,sampler,eval,sweep]
 
 Figures (Hopper shapes: obs 11, act 3, batch 256, T = 50, DQL MLP, 15-step DPM-Solver++ critic targets):
 ``edp_updates_per_s`` / ``cdp_updates_per_s`` of one run and their step-time ratio; ``edp_cdp_grid``: grids of N
 members, half EDP (γ 0) and half CDP (γ 0.1), trained by the sweep's own ``make_train_chunk``, against N separate
-single runs; ``dbc_cdp_grid``: the same for DBC/CDP-IL members; sampler actions/s; evaluation env-steps/s over a
-grid against raw gymnasium stepping; and ``sweep_eval_share``: the share of wall time that evaluation takes in a
+single runs (``edp_cdp_grid_one_program``: the same grids with all members in one program,
+``--one_program_grids``); ``dbc_cdp_grid``: the same for DBC/CDP-IL members; sampler actions/s; evaluation
+env-steps/s over a grid against raw gymnasium stepping; and ``sweep_eval_share``: the share of wall time that evaluation takes in a
 real ``Sweep`` of ``--sweep_members`` EDP/CDP members on a generated PointMaze-UMaze dataset, sequential and with
 ``eval_overlap`` (``sweep_eval_share_overlapped``; the ``sweep`` part reserves the evaluation's host device).
 """
@@ -97,6 +99,8 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("out", "benchmarks/results/throughput_cpu.json", "the JSON file to (re)write", flag_values=fv)
     flags.DEFINE_list("grids", ["1", "8", "64"], "EDP+CDP grid sizes", flag_values=fv)
     flags.DEFINE_list("dbc_grids", ["1", "8", "64"], "DBC/CDP-IL grid sizes", flag_values=fv)
+    flags.DEFINE_list("one_program_grids", [], "EDP+CDP grid sizes to measure again with all members in one "
+                      "program (the sweep's group_by_contraction=False)", flag_values=fv)
     flags.DEFINE_integer("steps", 50, "update steps per timed call", flag_values=fv)
     flags.DEFINE_integer("sweep_members", 16, "members of the evaluation-share sweep", flag_values=fv)
     flags.DEFINE_list("only", list(PARTS), f"comma list of the parts to measure, of {PARTS}", flag_values=fv)
@@ -124,16 +128,20 @@ def main(_, args: flags.FlagValues) -> int:
         cdp = steps_per_second("edp", "frobenius", 0.1, 0.1, args.steps)
         record(cdp_updates_per_s=cdp, cdp_over_edp_step_time=edp / cdp)
     data = synthetic_data(jax.random.PRNGKey(0))
-    for part, key, agent, gammas, grids in (("grids", "edp_cdp_grid", "edp", (0.0, 0.1), args.grids),
-                                            ("dbc", "dbc_cdp_grid", "dbc", (0.1,), args.dbc_grids)):
-        if part not in parts:
+    single = {}
+    for part, key, agent, gammas, grids, split in (
+            ("grids", "edp_cdp_grid", "edp", (0.0, 0.1), args.grids, True),
+            ("grids", "edp_cdp_grid_one_program", "edp", (0.0, 0.1), args.one_program_grids, False),
+            ("dbc", "dbc_cdp_grid", "dbc", (0.1,), args.dbc_grids, True)):
+        if part not in parts or not grids:
             continue
-        rows, single = [], None
+        rows = []
         for n in (int(x) for x in grids):
-            t = grid_seconds(n, args.steps, data, agent, gammas)
-            single = t if single is None and n == 1 else single
+            t = grid_seconds(n, args.steps, data, agent, gammas, by_contraction=split)
+            if n == 1 and agent not in single:
+                single[agent] = t
             rows.append(dict(N=n, aggregate_updates_per_s=n * args.steps / t,
-                             speedup_vs_separate=n * single / t if single else None))
+                             speedup_vs_separate=n * single[agent] / t if agent in single else None))
             record(**{key: rows})
     if "sampler" in parts:
         record(sampler_actions_per_s_15step_dpm=sampler_actions_per_second())

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats
 
 from cdp_jax import results
+from cdp_jax.workdir import read_config
 
 CELL = ("dataset_id", "agent", "data_fraction", "step")
 # Config keys that may differ between pooled runs: which members ran, and how the work was split, not what they did.
@@ -28,15 +29,10 @@ SCARCITY_COLUMNS = CELL + ("gamma", "gain_small", "gain_full") + TEST_COLUMNS
 
 
 def _config(workdir: str) -> dict:
-    path = os.path.join(workdir, "config.json")
     try:
-        with open(path) as f:
-            return json.load(f)
+        return read_config(workdir)
     except FileNotFoundError:
         raise ValueError(f"{workdir} has no config.json: give the workdir of a sweep (python -m experiments.sweep)")
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): a sweep writes it atomically, so it was edited or is "
-                         f"another file")
 
 
 def config_differences(workdirs: list[str], allowed: tuple = ()) -> dict:

@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
         eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
         sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), subset_seed=-1,
-        consistency_states=64, consistency_samples=8, grid_chunk=0, resume=True, overwrite=False, distributed=False,
+        consistency_states=64, consistency_samples=8, grid_chunk=0, group_by_contraction=True, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
 
 

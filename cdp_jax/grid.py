@@ -120,9 +120,12 @@ def auto_grid_chunk(agents_one_member_bytes: int, batch_size: int, grid_size: in
 class GridLayout:
     """How the grid's members map onto compiled groups and devices.
 
-    Members with γ = 0 and with γ > 0 never share a group: each group carries a static flag that turns the
-    contraction term off or on (:func:`with_contraction`), so a γ = 0 member pays nothing for it while a γ > 0
-    member computes it without a per-member branch. Each class is split into groups of at most ``chunk`` members,
+    By default (``by_contraction``) members with γ = 0 and with γ > 0 never share a group: each group carries a
+    static flag that turns the contraction term off or on (:func:`with_contraction`), so a γ = 0 member pays nothing
+    for it while a γ > 0 member computes it without a per-member branch. With ``by_contraction=False`` every member
+    is of one class, compiled with the term when any γ > 0 (a γ = 0 member then computes L_c and weights it by 0:
+    its gradient is the same up to rounding); fewer, wider programs, for an accelerator on which one program of N
+    members costs little more than one of N/2. Each class is split into groups of at most ``chunk`` members,
     the last one padded by repeating its last member so that every group of a class has one shape (one compile);
     group sizes are multiples of the device count, so a group shards evenly over a 1-D ``grid`` mesh. The whole
     grid's state stays in member order; ``group`` gathers a group's rows and ``join`` puts them back.
@@ -133,13 +136,16 @@ class GridLayout:
     mesh: object
 
     @classmethod
-    def plan(cls, gammas, chunk: int, devices=None) -> "GridLayout":
+    def plan(cls, gammas, chunk: int, devices=None, by_contraction: bool = True) -> "GridLayout":
         """``devices``: those the grid trains on (default: :func:`cdp_jax.eval_overlap.training_devices`)."""
         devices = list(devices or training_devices(False))
         n_dev = len(devices)
         groups = []
+        contraction = [float(g) > 0 for g in gammas]
+        if not by_contraction:
+            contraction = [any(contraction)] * len(gammas)
         for on in (False, True):
-            members = [i for i, g in enumerate(gammas) if (float(g) > 0) == on]
+            members = [i for i, c in enumerate(contraction) if c == on]
             if not members:
                 continue
             size = -(-min(max(int(chunk), 1), len(members)) // n_dev) * n_dev

@@ -11,7 +11,6 @@ that held-out mean over seeds, and the table reports the chosen γ's score from 
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 
 from cdp_jax import results
 from cdp_jax.io import atomic_write_text
+from cdp_jax.workdir import read_config
 
 HOLDOUT_OFFSET = 1_000_000        # held-out reset seeds start this far above the sweep's eval_seed
 COLUMNS = ("data_fraction", "gamma", "seeds", "holdout_score", "reported_score", "reported_ci95", "gamma0_score",
@@ -32,8 +32,7 @@ def holdout_scores(workdir: str, episodes: int) -> tuple[list[dict], dict]:
     from cdp_jax.datasets import Normalizer, load_transitions
     from cdp_jax.policy import load_grid
     agents, meta, step = load_grid(workdir)
-    with open(os.path.join(workdir, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = read_config(workdir)
     _, info = load_transitions(meta["dataset_id"])
     act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
     seeds = np.asarray([m["seed"] for m in meta["members"]])

@@ -183,7 +183,7 @@ class Sweep:
 
         layout = GridLayout.plan([m["gamma"] for m in grid.members], cfg.grid_chunk or auto_grid_chunk(
             sum(x.nbytes for x in jax.tree.leaves(agents)) // grid.size, cfg.batch_size, grid.size),
-            training_devices(cfg.eval_overlap))
+            training_devices(cfg.eval_overlap), by_contraction=cfg.group_by_contraction)
         if distributed.multi_process():             # the dataset, whole on every device of every process
             data = distributed.put(data, jax.sharding.NamedSharding(layout.mesh, jax.sharding.PartitionSpec()))
 

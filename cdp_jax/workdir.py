@@ -58,15 +58,31 @@ class WorkdirLock:
             self.fd = None
 
 
+def read_config(workdir: str) -> dict:
+    """The sweep config recorded in ``workdir/config.json``, with the keys it predates (top-level fields that
+    :func:`cdp_jax.config.base_config` gained after it was written) at their defaults: a sweep recorded before a
+    field existed ran as that field's default does. ``FileNotFoundError`` when there is none; ``ValueError``
+    naming the file when it is not JSON."""
+    from cdp_jax.config import base_config
+    path = os.path.join(workdir, CONFIG)
+    with open(path) as f:
+        try:
+            stored = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}): a sweep writes it atomically, so it was edited or "
+                             f"is another file") from None
+    defaults = json.loads(json.dumps(base_config().to_dict(), default=str))
+    return {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+
+
 def holds_config(workdir: str, config_dict: dict, overwrite: bool) -> bool:
-    """True when ``workdir`` already records this same config; refuses a different one unless ``overwrite``.
-    Writes nothing (see :func:`record_config`)."""
+    """True when ``workdir`` already records this same config (:func:`read_config`); refuses a different one
+    unless ``overwrite``. Writes nothing (see :func:`record_config`)."""
     path = os.path.join(workdir, CONFIG)
     if not os.path.exists(path):
         return False
-    with open(path) as f:
-        if f.read() == fingerprint(config_dict):
-            return True
+    if fingerprint(read_config(workdir)) == fingerprint(json.loads(fingerprint(config_dict))):
+        return True
     if not overwrite:
         raise ValueError(f"workdir {workdir!r} holds a sweep with a different config ({path}); use another "
                          f"--workdir, or pass --config.overwrite=True to start over there")

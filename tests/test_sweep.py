@@ -14,6 +14,7 @@ from cdp_jax import config, results, sweep
 from cdp_jax import grid as G
 from cdp_jax.checkpoint import Checkpoints
 from cdp_jax.datasets import load_transitions
+from cdp_jax.workdir import holds_config
 from tests.tiny import run, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,6 +239,26 @@ def test_grid_split_into_equal_chunks_gives_the_same_results(straight, tmp_path)
         np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-5)
 
 
+def test_one_program_for_both_gamma_classes_gives_the_same_results(straight, tmp_path):
+    whole, whole_rows, workdir = straight
+    one, one_rows = run(tiny_config(group_by_contraction=False), tmp_path / "one")
+    for path, computed in ((workdir, False), (tmp_path / "one", True)):      # did γ = 0 members compute L_c?
+        gamma0 = [r for r in results.read_csv(str(path / "train_metrics.csv")) if r["gamma"] == 0]
+        assert all((r["contraction_loss"] > 0) == computed for r in gamma0) and gamma0
+    chex.assert_trees_all_close(whole.agents.params, one.agents.params, atol=1e-4)
+    assert len(whole_rows) == len(one_rows) == 16
+    for a, b in zip(whole_rows, one_rows):
+        np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-3)
+    # A workdir recorded before the field existed resumes: the missing field counts as its default.
+    stored = json.loads((workdir / "config.json").read_text())
+    del stored["group_by_contraction"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    assert holds_config(str(tmp_path / "old"), tiny_config().to_dict(), overwrite=False)
+    with pytest.raises(ValueError, match="holds a sweep with a different config"):
+        holds_config(str(tmp_path / "old"), tiny_config(group_by_contraction=False).to_dict(), overwrite=False)
+
+
 # The official configs/cdp-rl/task files (eta, weight_temperature), (aminabyaneh/contractive-diffusion-policy).
 OFFICIAL = {"halfcheetah-medium": (1.0, 50), "halfcheetah-medium-replay": (1.0, 150),
             "halfcheetah-medium-expert": (1.0, 50), "hopper-medium": (1.0, 300), "hopper-medium-replay": (1.0, 300),
@@ -381,6 +402,9 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(straigh
 def test_gamma_zero_members_are_compiled_without_the_contraction_term():
     layout = G.GridLayout.plan([0.0, 0.1, 0.0, 0.1, 0.1], chunk=2)
     assert layout.groups == (((0, 2), False), ((1, 3), True), ((4, 4), True))
+    one_class = G.GridLayout.plan([0.0, 0.1, 0.0, 0.1, 0.1], chunk=2, by_contraction=False)
+    assert one_class.groups == (((0, 1), True), ((2, 3), True), ((4, 4), True))
+    assert G.GridLayout.plan([0.0, 0.0], chunk=2, by_contraction=False).groups == (((0, 1), False),)
     tree = {"x": jnp.arange(5.0) * 10}
     parts = [layout.group(tree, k) for k in range(layout.num_groups)]
     np.testing.assert_array_equal(parts[2]["x"], [40.0, 40.0])                    # the padded group
