@@ -72,7 +72,8 @@ class _FiLMResBlock(nn.Module):
 
 
 class ChiUNet1d(nn.Module):
-    """``(x_t [..., H * a], t [...], obs [..., obs_dim]) -> [..., H * a]``; ``H`` a multiple of 4 (two halvings)."""
+    """``(x_t [..., H * a], t [...], obs [..., obs_dim]) -> [..., H * a]``; ``H`` a multiple of
+    ``2 ** (len(dim_mult) - 1)`` (one halving per level after the first: 4 for Diffusion Policy's three levels)."""
 
     act_dim: int                  # flattened chunk width, horizon * per-step action dim
     horizon: int

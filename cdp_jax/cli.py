@@ -1,6 +1,7 @@
 """What every command-line entry point shares: the persistent compilation cache, one-line errors, config help."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import os
@@ -47,6 +48,49 @@ def one_line_errors():
                  f"command: it resumes from the last complete checkpoint")
 
 
+AGENT_OVERRIDE = "--config.agent_config."
+
+
+def split_agent_overrides(argv: list[str]) -> tuple[list[str], dict]:
+    """``argv`` without its ``--config.agent_config.KEY=VALUE`` (or ``... KEY VALUE``) items, and those items as
+    ``{"KEY": value}``, each value read as a Python literal, else kept as text. config_flags overrides only the keys
+    that the config file sets, while an agent has many more (``q_action_clip``, ``diffusion.time_embedding``, ...)
+    and which agent runs is known only once every flag is read: :func:`apply_agent_overrides` sets them after
+    parsing, and :func:`cdp_jax.config.agent_config` refuses, in one line, a key the agent does not know."""
+    rest, overrides, items = [], {}, iter(argv)
+    for item in items:
+        if not item.startswith(AGENT_OVERRIDE):
+            rest.append(item)
+            continue
+        key, eq, text = item[len(AGENT_OVERRIDE):].partition("=")
+        if not eq:
+            text = next(items, None)
+            if text is None:
+                raise ValueError(f"{item} has no value: write {item}=VALUE")
+        try:
+            overrides[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[key] = text
+    return rest, overrides
+
+
+def apply_agent_overrides(cfg, overrides: dict) -> None:
+    """Sets ``cfg.agent_config.KEY`` (dotted ``KEY``, sub-dicts made as needed) for each of ``overrides``; a value
+    of another type than the file's is one-line ``ValueError``."""
+    import ml_collections
+    for key, value in overrides.items():
+        node, (*path, leaf) = cfg.agent_config, key.split(".")
+        with cfg.agent_config.unlocked():                   # config_flags locks the loaded config
+            for name in path:
+                if name not in node:
+                    node[name] = ml_collections.ConfigDict()
+                node = node[name]
+            try:
+                node[leaf] = value
+            except TypeError as err:
+                raise ValueError(f"--config.agent_config.{key}={value!r}: {err}") from None
+
+
 def config_help(argv: list[str], default: str = "experiments/configs/quickstart.py") -> str:
     """The keys of the ``--config`` file named in ``argv`` (or ``default``) with their values, as overrides."""
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default)
@@ -59,8 +103,15 @@ def config_help(argv: list[str], default: str = "experiments/configs/quickstart.
     except Exception as err:  # noqa: BLE001 - help must not fail
         return f"(cannot read config {path!r}: {type(err).__name__}: {err})"
     lines = [f"Config keys of {path}{':' + arg if arg else ''} (override any with --config.KEY=VALUE):"]
-    from cdp_jax.config import flatten
-    lines += [f"  --config.{k}={v!r}" for k, v in flatten(cfg.to_dict()).items()]
+    from cdp_jax.config import agent_config, flatten
+    lines += [f"  --config.{k}={v!r}" for k, v in flatten(cfg.to_dict()).items() if not k.startswith("agent_config.")]
+    try:
+        agent = flatten(agent_config(cfg).to_dict())
+    except Exception as err:  # noqa: BLE001 - help must not fail
+        return "\n".join(lines) + f"\n(cannot resolve the agent's config: {type(err).__name__}: {err})\n"
+    lines.append(f"Agent {cfg.agent!r}, with this file's values (override any with --config.agent_config.KEY=VALUE; "
+                 f"total_steps follows num_steps):")
+    lines += [f"  --config.agent_config.{k}={v!r}" for k, v in agent.items() if k not in ("agent", "total_steps")]
     return "\n".join(lines) + "\n"
 
 

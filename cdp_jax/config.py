@@ -109,10 +109,15 @@ def agent_config(cfg, image_layout: dict | None = None) -> ml_collections.Config
     """The agent's defaults updated by ``cfg.agent_config``; ``total_steps`` follows ``num_steps``; a dataset of
     image observations (``image_layout``, from its ``DatasetInfo``) fills ``diffusion.image``."""
     out = agent_registry.default_agent_config(cfg.agent)
+    given, known = flatten(cfg.agent_config.to_dict()), flatten(out.to_dict())
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        raise ValueError(f"agent {cfg.agent!r} has no config field {', '.join(unknown)} (agent_config."
+                         f"{unknown[0]}); `python -m experiments.sweep --config=... --help` lists its fields")
     try:
-        out.update_from_flattened_dict(flatten(cfg.agent_config.to_dict()))
-    except KeyError as err:
-        raise ValueError(f"agent_config has a key that agent {cfg.agent!r} does not know: {err}") from None
+        out.update_from_flattened_dict(given)
+    except TypeError as err:                # a value of another type than the field's (5 for a bool, text for a number)
+        raise ValueError(f"agent_config: {err}") from None
     out.total_steps = int(cfg.num_steps)
     if "diffusion" in out:
         out.diffusion.chunk_horizon = int(cfg.sequence.horizon)      # chunk networks reshape [H * act_dim]

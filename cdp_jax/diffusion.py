@@ -34,7 +34,8 @@ THRESHOLDS = ("zero", "alpha")
 def default_config() -> ml_collections.ConfigDict:
     """The diffusion-policy defaults of the official CDP RL code (EDP actor)."""
     return ml_collections.ConfigDict(dict(
-        network="dql", hidden=0, time_embedding="float", chunk_horizon=1, prediction="x0", schedule="cosine", diffusion_steps=50,
+        network="dql", hidden=0, time_embedding="float", chunk_horizon=1, unet_dim_mult=(1, 2, 2), dit_heads=12,
+        dit_depth=6, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
                          threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0),
@@ -64,6 +65,15 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     for field, allowed in choices.items():
         if cfg[field] not in allowed:
             raise ValueError(f"unknown {field} {cfg[field]!r}; choose one of {allowed}")
+    mult = cfg.unet_dim_mult
+    if not mult or not all(isinstance(m, int) and m >= 1 for m in mult):
+        raise ValueError(f"unet_dim_mult must be a non-empty tuple of positive integers (channels per UNet level, "
+                         f"as multiples of hidden; Diffusion Policy: (1, 2, 2)), got {mult!r}")
+    if cfg.dit_heads < 1 or cfg.dit_depth < 1:
+        raise ValueError(f"dit_heads and dit_depth must be >= 1, got {cfg.dit_heads}, {cfg.dit_depth}")
+    if cfg.network == "dit" and (cfg.hidden or 384) % cfg.dit_heads:
+        raise ValueError(f"the DiT's width hidden={cfg.hidden or 384} must be a multiple of dit_heads="
+                         f"{cfg.dit_heads}")
     if not 1 <= cfg.sampling_steps <= cfg.diffusion_steps:
         raise ValueError(f"sampling_steps={cfg.sampling_steps} must be in [1, diffusion_steps={cfg.diffusion_steps}]")
     c = cfg.contraction
@@ -96,7 +106,8 @@ class Denoiser:
     def from_config(cls, cfg: ml_collections.ConfigDict, act_dim: int) -> "Denoiser":
         validate_config(cfg)
         network = make_denoiser_network(cfg.network, act_dim, cfg.hidden or None, cfg.time_embedding,
-                                        cfg.chunk_horizon)
+                                        cfg.chunk_horizon, tuple(cfg.unet_dim_mult), cfg.dit_heads,
+                                        cfg.dit_depth)
         layout = image_layout(cfg)
         if layout is not None:
             from cdp_jax.image_encoder import ImageConditioned

@@ -157,21 +157,26 @@ class IDQLMlp(nn.Module):
 
 
 def make_denoiser_network(name: str, act_dim: int, hidden: int | None = None, time_embedding: str = "float",
-                          chunk_horizon: int = 1) -> nn.Module:
+                          chunk_horizon: int = 1, unet_dim_mult: tuple = (1, 2, 2), dit_heads: int = 12,
+                          dit_depth: int = 6) -> nn.Module:
     """The denoiser network by name, with its paper defaults unless ``hidden`` is given: ``"dql"``, ``"pearce"``,
-    ``"idql"`` (one action), ``"unet"`` and ``"dit"`` (chunks of ``chunk_horizon`` actions flattened into
-    ``act_dim``; :mod:`cdp_jax.chunk_networks`)."""
+    ``"idql"`` (one action), ``"unet"`` (channels ``hidden * unet_dim_mult`` per level) and ``"dit"``
+    (``dit_heads`` heads, ``dit_depth`` blocks) on chunks of ``chunk_horizon`` actions flattened into ``act_dim``
+    (:mod:`cdp_jax.chunk_networks`)."""
     if name in ("unet", "dit"):
         if act_dim % chunk_horizon:
             raise ValueError(f"network {name!r} needs act_dim {act_dim} to be a multiple of the chunk horizon "
                              f"{chunk_horizon}")
         from cdp_jax.chunk_networks import ChiUNet1d, DiT1d
-        if name == "unet" and chunk_horizon % 4:
-            raise ValueError(f"the UNet halves the chunk twice: the horizon {chunk_horizon} must be a multiple of 4 "
-                             f"(Diffusion Policy: 16; set --config.sequence.horizon)")
+        halvings = len(unet_dim_mult) - 1
+        if name == "unet" and chunk_horizon % 2 ** halvings:
+            raise ValueError(f"the UNet halves the chunk {halvings} times (unet_dim_mult {tuple(unet_dim_mult)}): the "
+                             f"horizon {chunk_horizon} must be a multiple of {2 ** halvings} (Diffusion Policy: 16; "
+                             f"set --config.sequence.horizon)")
         if name == "unet":
-            return ChiUNet1d(act_dim, chunk_horizon, hidden or 256, time_embedding=time_embedding)
-        return DiT1d(act_dim, chunk_horizon, hidden or 384, time_embedding=time_embedding)
+            return ChiUNet1d(act_dim, chunk_horizon, hidden or 256, dim_mult=tuple(unet_dim_mult),
+                             time_embedding=time_embedding)
+        return DiT1d(act_dim, chunk_horizon, hidden or 384, dit_heads, dit_depth, time_embedding=time_embedding)
     if name == "dql":
         return DQLMlp(act_dim, hidden or 256, time_embedding=time_embedding)
     if name == "pearce":

@@ -12,6 +12,14 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from cdp_jax.cli import apply_agent_overrides, split_agent_overrides
+
+# config_flags overrides only keys that the config file sets, and it reads them from sys.argv when the flag is
+# defined: the agent's own fields (--config.agent_config.KEY=VALUE) are taken out first and set after parsing.
+try:
+    sys.argv, _AGENT_OVERRIDES = split_agent_overrides(sys.argv)
+except ValueError as err:
+    sys.exit(f"error: bad command line or config: {err}")
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/quickstart.py", "sweep config file")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "where checkpoints, results.csv, summary.md, plots go")
 _COORDINATOR = flags.DEFINE_string("coordinator", "", "distributed: HOST:PORT of process 0 (empty: SLURM detects it)")
@@ -46,8 +54,10 @@ def parse_flags(argv):
         from cdp_jax.cli import config_help
         print(__doc__ + "\n" + config_help(argv))
     try:
+        argv, agent_overrides = split_agent_overrides(argv)      # (taken out of sys.argv already at import)
         rest = flags.FLAGS(argv)
         _CONFIG.value.keys()               # config_flags defers a file that is missing or does not parse
+        apply_agent_overrides(_CONFIG.value, {**_AGENT_OVERRIDES, **agent_overrides})
         return rest
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError, NameError,
             ImportError) as err:

@@ -91,7 +91,10 @@ def test_gamma_drives_the_contraction_loss_down():
     ("diffusion.sampling_steps", 51, "sampling_steps=51"),
     ("diffusion.prediction", "v", "unknown prediction"),
     ("diffusion.network", "transformer", "unknown network"),
-        ("diffusion.network", "unet", "horizon 1 must be a multiple of 4"),
+    ("diffusion.network", "unet", "halves the chunk 2 times .* horizon 1 must be a multiple of 4"),
+    ("diffusion.unet_dim_mult", (), "unet_dim_mult must be a non-empty tuple"),
+    ("diffusion.unet_dim_mult", (1, 0), "unet_dim_mult must be a non-empty tuple"),
+    ("diffusion.dit_depth", 0, "dit_heads and dit_depth must be >= 1"),
 ])
 def test_bad_config_is_refused(field, value, message):
     cfg = small_config()

@@ -97,6 +97,15 @@ def test_chunk_networks_map_flattened_chunks_and_use_the_observation():
     from cdp_jax.networks import make_denoiser_network
     with pytest.raises(ValueError, match="multiple of 4"):
         make_denoiser_network("unet", 6 * act, chunk_horizon=6)
+    two_levels = make_denoiser_network("unet", 6 * act, 8, chunk_horizon=6, unet_dim_mult=(1, 3))    # halves once
+    params = two_levels.init(jax.random.PRNGKey(0), jnp.zeros((1, 6 * act)), jnp.zeros(1), jnp.zeros((1, 2)))
+    blocks = sorted(k for k in params["params"] if k.startswith("_FiLMResBlock"))
+    assert len(blocks) == 2 * 2 + 2 + 2                         # two levels down, the middle, one level up
+    assert "_Upsample1d_0" in params["params"] and "_Upsample1d_1" not in params["params"]
+    widths = {k.shape[-1] for k in jax.tree.leaves(params["params"]["_FiLMResBlock_2"])}
+    assert max(widths) == 2 * 8 * 3, widths                    # level 1: 8 x 3 channels (FiLM: scale and shift)
+    dit = make_denoiser_network("dit", 2 * act, 16, chunk_horizon=2, dit_heads=4, dit_depth=3)
+    assert (dit.heads, dit.depth) == (4, 3)
     with pytest.raises(ValueError, match="multiple of the chunk horizon"):
         make_denoiser_network("dit", 7, chunk_horizon=2)
 
@@ -107,6 +116,7 @@ def test_a_dbc_update_runs_on_a_unet_chunk_with_probe_contraction():
     cfg = dbc.default_config()
     d = cfg.diffusion
     d.network, d.hidden, d.chunk_horizon, d.diffusion_steps, d.sampling_steps = "unet", 8, 4, 10, 1
+    d.unet_dim_mult = (1, 2)             # two levels: every block kind, a third less to compile than three
     d.contraction.num_probes = 1
     agent = dbc.DBCAgent.create(cfg, HParams(gamma=0.1), jax.random.PRNGKey(0), 6, 4 * 2)
     batch = {"observations": jnp.ones((8, 6)), "actions": jnp.zeros((8, 8))}

@@ -108,6 +108,8 @@ def test_full_preset_has_the_image_rows_of_table2():
     cfg = pt.sweep_config(jobs[1], pt.BUDGETS["full"])
     assert (cfg.batch_size, cfg.generate_image_size, cfg.agent_config.diffusion.network) == (64, 84, "unet")
     assert "agentview_image" in cfg.obs_keys and cfg.agent_config.diffusion.image.crop == 76
+    dit = pt.sweep_config(jobs[2], pt.BUDGETS["full"]).agent_config.diffusion     # the official image DiT
+    assert (dit.network, dit.hidden, dit.dit_heads, dit.dit_depth, dit.image.emb_dim) == ("dit", 320, 10, 2, 256)
     lines = pt.robomimic_jobs.table([], images[0].dataset_id, "lift-image", "generated", {},
                                     ("pearce",), lambda *a: (math.nan, math.nan), lambda *a: "–", lambda *a: math.nan)
     assert lines[0] == "### Lift-H (two cameras): generated" and len(lines) == 7     # heading, header, 2 rows

@@ -159,13 +159,24 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
     proc = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={workdir}", "--config.num_steps=20",
                  "--config.eval_every=20", "--config.eval_episodes=1", "--config.seeds=1", "--config.gammas=(0.5,)",
                  "--config.data_fractions=(1.0,)", "--config.agent_config.diffusion.hidden=32",
+                 "--config.agent_config.diffusion.time_embedding", "cleandiffuser",      # a field the file does not set
+                 "--config.agent_config.diffusion.contraction.penalty=hinge",
                  "--config.generate_steps=600", "--config.dataset_id=local/toy/reach-600-v0"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = results.read_csv(workdir / "results.csv")
     assert [(r["gamma"], r["step"]) for r in rows] == [(0.5, 20.0)]
     assert "Sweep summary" in proc.stdout
+    diffusion = json.loads((workdir / "policy_meta.json").read_text())["agent_config"]["diffusion"]
+    assert (diffusion["hidden"], diffusion["time_embedding"], diffusion["contraction"]["penalty"]) == (
+        32, "cleandiffuser", "hinge")
     bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'x'}", "--config.nonexistent=1"])
     assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
+    for field, message in (("diffusion.bogus=1", "agent 'dbc' has no config field diffusion.bogus"),
+                            ("lr=fast", "'lr'"), ("ema_every=1.5", "ema_every")):
+        bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'z'}",
+                    f"--config.agent_config.{field}"])
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'y'}", "--config.gammas=()"])
     assert bad.returncode != 0 and "gammas is empty" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -336,7 +347,8 @@ def test_missing_or_broken_config_file_gets_one_line(tmp_path):
             len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not os.path.exists(tmp_path / "w")
     help_text = _cli(["--config=experiments/configs/quickstart.py", "--help"]).stdout
-    assert "--config.gammas=" in help_text and "--config.agent_config" in help_text
+    assert "--config.gammas=" in help_text and "--config.agent_config.diffusion.network='dql'" in help_text
+    assert "--config.agent_config.diffusion.time_embedding='float'" in help_text      # a default the file does not set
 
 
 def _event_scalars(folder) -> dict:

@@ -88,10 +88,12 @@ def get_config(arg: str = "lift"):
     if backbone in ("unet", "dit"):
         cfg.sequence = dict(obs_steps=2, horizon=16, action_steps=8)
         cfg.batch_size = 64 if images else 256
+        size = dict(hidden=0)               # 0: the backbone's own width (UNet model_dim 256, DiT d_model 384)
+        if images and backbone == "dit":    # the official image DiT: d_model 320, 10 heads, depth 2
+            size = dict(hidden=320, dit_heads=10, dit_depth=2)
         cfg.agent_config = dict(lr=1e-4 if backbone == "unet" else 5e-4, diffusion=dict(
-            network=backbone, hidden=0, sampling_steps=50,  # hidden 0: the backbone's own width (UNet model_dim 256)
-            contraction=dict(num_probes=1, low_noise_fraction=1.0),
-            **cfg.agent_config.get("diffusion", {})))
+            network=backbone, sampling_steps=50, contraction=dict(num_probes=1, low_noise_fraction=1.0),
+            **size, **cfg.agent_config.get("diffusion", {})))
     elif backbone == "bc_gmm":
         cfg.agent, cfg.agent_config = "bc_gmm", {}
     return cfg
