@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=1
 nvidia-smi -L 2>/dev/null || true
 $PY -c "import jax; print('jax', jax.__version__, 'devices:', jax.devices()); assert jax.default_backend() == 'gpu', 'no GPU backend: this check is for a GPU machine'" || exit 1
-timeout -k 15 "${CHECK_S:-300}" $PY -m benchmarks.throughput --out "$OUT/throughput_gpu.json" --grids 1,4,16,64 \
+timeout -k 15 "${CHECK_S:-320}" $PY -m benchmarks.throughput --out "$OUT/throughput_gpu.json" --grids 1,4,16,64 \
     --dbc_grids 1,16,64 --one_program_grids 4,16,64 --steps 200 --sweep_members 16
 echo "gpu_check throughput exit $? ($OUT/throughput_gpu.json)"
 timeout -k 15 "${IMAGES_S:-150}" $PY -m benchmarks.image_throughput --parts=train --steps=20 --out "$OUT/images_gpu.json"

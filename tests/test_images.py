@@ -50,11 +50,12 @@ def test_crops_random_in_training_centre_in_evaluation_same_across_history():
 def test_resnet18_has_torchvision_resnet18_parameter_count_and_group_norm_statistics():
     net = ResNet18GN()
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 76, 76, 3))
-    params = net.init(jax.random.PRNGKey(1), x)
+    params = jax.jit(net.init)(jax.random.PRNGKey(1), x)     # one compilation, not one per operation
     # torchvision resnet18: 11,689,512 parameters, of which fc holds 512 * 1000 + 1000; GroupNorm's affine
     # parameters replace BatchNorm's one for one.
     assert sum(p.size for p in jax.tree.leaves(params)) == 11_689_512 - 513_000
-    out, state = net.apply(params, x, capture_intermediates=True, mutable=["intermediates"])
+    out, state = jax.jit(lambda p, x: net.apply(p, x, capture_intermediates=True, mutable=["intermediates"]))(
+        params, x)
     chex.assert_shape(out, (2, 512))
     first_norm = np.asarray(state["intermediates"]["GroupNorm_0"]["__call__"][0])      # [2, 38, 38, 64]
     groups = first_norm.reshape(2, 38 * 38, 4, 16)                                      # 64 channels / 16 = 4
@@ -65,12 +66,14 @@ def test_resnet18_has_torchvision_resnet18_parameter_count_and_group_norm_statis
 def test_encoder_conditioning_shape_and_crop_modes():
     enc = ImageObsEncoder(LAYOUT, emb_dim=16)
     obs, _, _ = flat_obs(np.random.default_rng(2), 4)
-    params = enc.init(jax.random.PRNGKey(0), jnp.asarray(obs))
+    params = jax.jit(enc.init)(jax.random.PRNGKey(0), jnp.asarray(obs))
     assert set(params["params"]) == {"resnet_agentview_image", "resnet_robot0_eye_in_hand_image", "Dense_0"}
-    evals = [enc.apply(params, jnp.asarray(obs)) for _ in range(2)]
+    apply = jax.jit(enc.apply)
+    evals = [apply(params, jnp.asarray(obs)) for _ in range(2)]
     chex.assert_shape(evals[0], (4, 2 * 16))
     np.testing.assert_array_equal(evals[0], evals[1])                     # centre crop: deterministic
-    trains = [enc.apply(params, jnp.asarray(obs), True, rngs={"crop": jax.random.PRNGKey(k)}) for k in (1, 2)]
+    train = jax.jit(lambda p, o, k: enc.apply(p, o, True, rngs={"crop": k}))
+    trains = [train(params, jnp.asarray(obs), jax.random.PRNGKey(k)) for k in (1, 2)]
     assert not np.allclose(trains[0], trains[1])
 
 

@@ -83,7 +83,7 @@ def test_chunk_networks_map_flattened_chunks_and_use_the_observation():
     obs = jax.random.normal(jax.random.PRNGKey(1), (5, obs_dim))
     t = jnp.arange(5)
     for net in (ChiUNet1d(horizon * act, horizon, model_dim=16, emb_dim=16), DiT1d(horizon * act, horizon, 32, 4, 2)):
-        params = net.init(jax.random.PRNGKey(2), x, t, obs)
+        params = jax.jit(net.init)(jax.random.PRNGKey(2), x, t, obs)     # one compilation, not one per operation
         if isinstance(net, DiT1d):      # adaLN-Zero: the output starts at exactly zero; perturb the zero layers
             params = jax.tree.map(lambda p: p + 0.01, params)
         apply = jax.jit(net.apply)                      # one shape, one compilation per network
@@ -98,7 +98,8 @@ def test_chunk_networks_map_flattened_chunks_and_use_the_observation():
     with pytest.raises(ValueError, match="multiple of 4"):
         make_denoiser_network("unet", 6 * act, chunk_horizon=6)
     two_levels = make_denoiser_network("unet", 6 * act, 8, chunk_horizon=6, unet_dim_mult=(1, 3))    # halves once
-    params = two_levels.init(jax.random.PRNGKey(0), jnp.zeros((1, 6 * act)), jnp.zeros(1), jnp.zeros((1, 2)))
+    params = jax.eval_shape(two_levels.init, jax.random.PRNGKey(0), jnp.zeros((1, 6 * act)), jnp.zeros(1),
+                            jnp.zeros((1, 2)))
     blocks = sorted(k for k in params["params"] if k.startswith("_FiLMResBlock"))
     assert len(blocks) == 2 * 2 + 2 + 2                         # two levels down, the middle, one level up
     assert "_Upsample1d_0" in params["params"] and "_Upsample1d_1" not in params["params"]
