@@ -22,7 +22,8 @@ from cdp_jax.workdir import read_config
 
 CELL = ("dataset_id", "agent", "data_fraction", "step")
 # Config keys that may differ between pooled runs: which members ran, and how the work was split, not what they did.
-GRID_KEYS = ("seeds", "data_fractions", "gammas", "grid_chunk", "eval_workers", "distributed", "tensorboard")
+GRID_KEYS = ("seeds", "data_fractions", "gammas", "grid_chunk", "group_by_contraction", "eval_workers", "distributed",
+             "tensorboard")
 TEST_COLUMNS = ("seeds", "difference", "difference_std", "difference_ci95", "wins", "t", "p_t", "p_wilcoxon")
 COLUMNS = CELL + ("gamma", "base_mean", "mean") + TEST_COLUMNS
 SCARCITY_COLUMNS = CELL + ("gamma", "gain_small", "gain_full") + TEST_COLUMNS

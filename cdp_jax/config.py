@@ -73,9 +73,19 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
     if cfg.get("eval_overlap", False) and cfg.get("distributed", False):
         raise ValueError("eval_overlap works in one process only; leave it False with distributed=True")
-    for name in ("num_steps", "eval_every", "eval_episodes", "batch_size"):
+    for name in ("num_steps", "eval_every", "eval_episodes", "batch_size", "consistency_states"):
         if int(cfg[name]) < 1:
             raise ValueError(f"{name} must be >= 1, got {cfg[name]}")
+    if int(cfg.consistency_samples) < 2:
+        raise ValueError(f"consistency_samples must be >= 2 (the action spread is a standard deviation over them), "
+                         f"got {cfg.consistency_samples}")
+    for name, meaning in (("eval_seed", "the first evaluation reset seed"), ("grid_chunk", "0: automatic"),
+                          ("generate_steps", "0: the generator's default"),
+                          ("generate_image_size", "0: low-dim demos")):
+        if int(cfg.get(name, 0)) < 0:
+            raise ValueError(f"{name} must be >= 0 ({meaning}), got {cfg[name]}")
+    if not (math.isfinite(float(cfg.eta)) and float(cfg.eta) >= 0):
+        raise ValueError(f"eta (the Q-loss weight) must be finite and >= 0, got {cfg.eta}")
     if cfg.num_steps % cfg.eval_every:
         raise ValueError(f"num_steps={cfg.num_steps} must be a multiple of eval_every={cfg.eval_every}")
     progress = int(cfg.get("progress_every", 0))
@@ -118,6 +128,8 @@ def agent_config(cfg, image_layout: dict | None = None) -> ml_collections.Config
         out.update_from_flattened_dict(given)
     except TypeError as err:                # a value of another type than the field's (5 for a bool, text for a number)
         raise ValueError(f"agent_config: {err}") from None
+    from cdp_jax.agents.base import check_agent_config
+    check_agent_config(out)
     out.total_steps = int(cfg.num_steps)
     if "diffusion" in out:
         out.diffusion.chunk_horizon = int(cfg.sequence.horizon)      # chunk networks reshape [H * act_dim]

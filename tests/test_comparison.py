@@ -100,11 +100,13 @@ def test_pooling_refuses_clashes_other_settings_and_missing_runs(tmp_path):
         comparison.pooled_rows([a, other])
     assert len(comparison.pooled_rows([a, other], allowed=("agent_config", "num_steps"))) == 16
     # A field added after a sweep ran (its config.json lacks it) counts as its default: it ran as the default does.
-    newer = sweep_dir(tmp_path / "d", [7, 8], {0.0: [1, 2], 1.0: [3, 4]}, group_by_contraction=True)
+    newer = sweep_dir(tmp_path / "d", [7, 8], {0.0: [1, 2], 1.0: [3, 4]}, eval_seed=100_000)
     assert len(comparison.pooled_rows([a, newer])) == 16
-    changed = sweep_dir(tmp_path / "e", [9, 10], {0.0: [1, 2], 1.0: [3, 4]}, group_by_contraction=False)
-    with pytest.raises(ValueError, match="group_by_contraction: true vs false"):
+    changed = sweep_dir(tmp_path / "e", [9, 10], {0.0: [1, 2], 1.0: [3, 4]}, eval_seed=7)
+    with pytest.raises(ValueError, match="eval_seed: 100000 vs 7"):
         comparison.pooled_rows([a, changed])
+    split_otherwise = sweep_dir(tmp_path / "f", [11, 12], {0.0: [1, 2], 1.0: [3, 4]}, group_by_contraction=False)
+    assert len(comparison.pooled_rows([a, split_otherwise])) == 16      # how the work was split, not what it did
     with pytest.raises(ValueError, match="listed twice"):
         comparison.pooled_rows([a, str(tmp_path / "a" / ".")])
     with pytest.raises(ValueError, match="has no config.json"):

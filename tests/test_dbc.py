@@ -95,6 +95,9 @@ def test_gamma_drives_the_contraction_loss_down():
     ("diffusion.unet_dim_mult", (), "unet_dim_mult must be a non-empty tuple"),
     ("diffusion.unet_dim_mult", (1, 0), "unet_dim_mult must be a non-empty tuple"),
     ("diffusion.dit_depth", 0, "dit_heads and dit_depth must be >= 1"),
+    ("lr", 0.0, r"agent_config.lr must be finite and > 0"),
+    ("ema_rate", 1.5, r"agent_config.ema_rate must be in \[0, 1\]"),
+    ("ema_every", 0, r"agent_config.ema_every must be >= 1"),
 ])
 def test_bad_config_is_refused(field, value, message):
     cfg = small_config()

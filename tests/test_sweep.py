@@ -119,6 +119,11 @@ def test_nan_member_is_frozen_and_isolated(minari_root):
     (dict(seeds=0), "seeds must be a positive count"),
     (dict(num_steps=30), "multiple of eval_every"),
     (dict(progress_every=3), "progress_every=3 must divide eval_every=20"),
+    (dict(eval_seed=-1), "eval_seed must be >= 0"),               # gymnasium refused it, with a traceback, at step 20
+    (dict(grid_chunk=-1), "grid_chunk must be >= 0"),
+    (dict(eta=-1.0), "eta .* must be finite and >= 0"),
+    (dict(consistency_states=0), "consistency_states must be >= 1"),
+    (dict(consistency_samples=1), "consistency_samples must be >= 2"),
 ])
 def test_bad_values_are_refused_before_compute(minari_root, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -172,7 +177,8 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
     bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'x'}", "--config.nonexistent=1"])
     assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
     for field, message in (("diffusion.bogus=1", "agent 'dbc' has no config field diffusion.bogus"),
-                            ("lr=fast", "'lr'"), ("ema_every=1.5", "ema_every")):
+                            ("lr=fast", "'lr'"), ("ema_every=1.5", "ema_every"),
+                            ("lr=-0.001", "agent_config.lr must be finite and > 0")):
         bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'z'}",
                     f"--config.agent_config.{field}"])
         assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -1,6 +1,8 @@
 """What every backbone shares: the swept hyperparameters, optimizers and the EMA rule."""
 from __future__ import annotations
 
+import math
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -72,11 +74,38 @@ def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
     return jax.tree.map(lambda p, b: jnp.where(step < cfg.ema_start, p, b), before, blended)
 
 
-def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> ml_collections.FrozenConfigDict:
-    """An agent's static config: a hashable copy with ``obs_dim`` and ``act_dim`` recorded."""
-    config = ml_collections.ConfigDict(config.to_dict())
+# The ranges of the agents' shared top-level fields (each agent has some of them): (test, what it must be).
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "finite and > 0")
+_NON_NEGATIVE = (lambda v: math.isfinite(v) and v >= 0, "finite and >= 0")
+_UNIT = (lambda v: 0 <= v <= 1, "in [0, 1]")
+_COUNT = (lambda v: v >= 1, ">= 1")
+FIELD_RANGES = {
+    **dict.fromkeys(("lr", "actor_lr", "critic_lr", "min_std"), _POSITIVE),
+    **dict.fromkeys(("weight_decay", "grad_clip", "candidate_temperature", "weight_temperature", "ema_start"),
+                    _NON_NEGATIVE),
+    **dict.fromkeys(("discount", "target_rate", "ema_rate"), _UNIT),
+    "expectile": (lambda v: 0 < v < 1, "in (0, 1)"),
+    **dict.fromkeys(("ema_every", "target_every", "num_candidates", "num_backup_samples", "total_steps", "hidden",
+                     "critic_hidden", "num_layers", "num_modes"), _COUNT),
+}
+
+
+def check_agent_config(config) -> None:
+    """Raises ValueError naming the first field of an agent config that is out of its range
+    (:data:`FIELD_RANGES`: a learning rate <= 0, a rate outside [0, 1], a count < 1, ...) or an unknown
+    ``ema_before_start``."""
+    for name, (ok, what) in FIELD_RANGES.items():
+        if name in config and not ok(float(config[name])):
+            raise ValueError(f"agent_config.{name} must be {what}, got {config[name]}")
     if config.get("ema_before_start", "init") not in EMA_BEFORE_START:
         raise ValueError(f"unknown ema_before_start {config.ema_before_start!r}; choose one of {EMA_BEFORE_START}")
+
+
+def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> ml_collections.FrozenConfigDict:
+    """An agent's static config (checked by :func:`check_agent_config`): a hashable copy with ``obs_dim`` and
+    ``act_dim`` recorded."""
+    check_agent_config(config)
+    config = ml_collections.ConfigDict(config.to_dict())
     config.obs_dim, config.act_dim = int(obs_dim), int(act_dim)
     return ml_collections.FrozenConfigDict(config)
 
