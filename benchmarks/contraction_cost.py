@@ -11,9 +11,11 @@ Parts (each a table, all written to ``--out`` as soon as measured):
   γ = 0 row is EDP and the low-noise Frobenius row is CDP as the official code runs it.
 * ``il``: the official imitation setting on Lift shapes (Pearce MLP, obs history 2 x 19, act 7, batch 512, L_c on
   the denoising samples at all t): the exact d-JVP form against the probe estimator (1 and 4 probes), on the
-  whole batch (official) and on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option).
+  whole batch (official), on a 10% sub-batch (``contraction.batch_fraction=0.1``, an option), and lazily on the
+  whole batch every k-th update with weight k (``contraction.every=k``, an option; the sweep's ``lazy_update``).
 * ``chunks``: DP-Unet vs CDP-Unet on Lift chunk shapes (obs 2 x 19, chunk 16 x 7 = 112, batch 256), contraction by
-  1, 4 and 8 probes and by 1 probe on a 10% sub-batch (issue target: CDP-Unet / DP-Unet <= 1.15), each as calls
+  1, 4 and 8 probes, by 1 probe on a 10% sub-batch and by 1 probe every 4 or 16 updates (lazy; issue target:
+  CDP-Unet / DP-Unet <= 1.15), each as calls
   of one compiled update; ``--chunk_networks=unet,dit`` adds DP-DiT / CDP-DiT; and how noisy one probe is.
 * ``grid``: a vmapped grid of γ = 0 members compiled without the contraction term (what the sweep does) against
   the same grid computing it and multiplying by 0 (what a vmapped ``lax.cond`` on γ does).
@@ -32,6 +34,7 @@ from benchmarks.timing import median_seconds
 from cdp_jax import contraction
 from cdp_jax.agents import agent_class, default_agent_config
 from cdp_jax.agents.base import HParams
+from cdp_jax.grid import lazy_update
 from cdp_jax.io import atomic_write_text
 
 OBS, ACT, BATCH = 11, 3, 256
@@ -46,18 +49,22 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
     a matmul there, 2.03 vs 1.93 s per DP-Unet update at batch 256, with a third of the compile time).
     ``kw``: :func:`benchmark_agent`'s."""
     agent, batch = benchmark_agent(agent_name, penalty, fraction, gamma, members, **kw)
-    update = ((lambda a, b, k: jax.vmap(lambda m: m.update(b, k))(a)) if members else (lambda a, b, k: a.update(b, k)))
+    # lazy_update is agent.update unless diffusion.contraction.every > 1 (``every=k`` in ``kw``); the step index is
+    # shared by the members, as in the sweep.
+    update = ((lambda a, b, k, i: jax.vmap(lambda m: lazy_update(m, b, k, i))(a)) if members
+              else (lambda a, b, k, i: lazy_update(a, b, k, i)))
     key = jax.random.PRNGKey(0)
     if scan:
         @jax.jit
         def run(agent, batch, key):    # the batch is an argument: an embedded constant is folded at compile time
-            return jax.lax.scan(lambda a, k: update(a, batch, k), agent, jax.random.split(key, steps))[0]
+            return jax.lax.scan(lambda a, ki: update(a, batch, *ki), agent,
+                                (jax.random.split(key, steps), jnp.arange(steps)))[0]
     else:
         one = jax.jit(update)
 
         def run(agent, batch, key):
-            for k in jax.random.split(key, steps):
-                agent = one(agent, batch, k)[0]            # update returns (agent, metrics)
+            for i, k in enumerate(jax.random.split(key, steps)):
+                agent = one(agent, batch, k, i)[0]            # update returns (agent, metrics)
             return agent
     return steps / median_seconds(run, agent, batch, key, repeats=3 if steps < 20 else 5)
 
@@ -65,7 +72,7 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
 def benchmark_agent(agent_name: str, penalty: str, fraction: float, gamma: float, members: int = 0,
                     contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS, act_dim: int = ACT,
                     batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0, batch_fraction: float = 1.0,
-                    image: dict | None = None):
+                    image: dict | None = None, every: int = 1):
     """``(agent, batch)``: one agent (or ``members`` stacked) with the contraction settings and a random batch.
     ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it); ``image``: the
     ``diffusion.image`` fields of an image-conditioned denoiser (``obs_dim`` is then its flat layout's size)."""
@@ -75,7 +82,7 @@ def benchmark_agent(agent_name: str, penalty: str, fraction: float, gamma: float
         d.network, d.chunk_horizon, d.contraction.penalty = network, horizon, penalty
         d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
         d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
-        d.contraction.batch_fraction = batch_fraction
+        d.contraction.batch_fraction, d.contraction.every = batch_fraction, every
         if image:
             d.image.update(image)
     key = jax.random.PRNGKey(0)
@@ -113,6 +120,9 @@ def il_rows(steps: int) -> list[dict]:
                                                                     num_probes=p, batch_fraction=f, **lift))
                 for f, sub in ((1.0, ""), (0.1, ", 10% sub-batch"))
                 for name, p in (("exact (7 JVPs)", 0), ("1 probe", 1), ("4 probes", 4))]
+    variants += [(f"frobenius, all t, {name}, every {k} updates (lazy)", steps_per_second(
+        "dbc", "frobenius", 1.0, 0.1, steps, num_probes=p, every=k, **lift))
+        for name, p, k in (("exact (7 JVPs)", 0, 4), ("exact (7 JVPs)", 0, 16), ("1 probe", 1, 2), ("1 probe", 1, 4))]
     return table("DBC / CDP-IL, official recipe on Lift shapes (Pearce MLP, batch 512)", base, variants)
 
 
@@ -125,6 +135,8 @@ def chunk_rows(steps: int, batch_size: int = 256, probes: tuple = (1, 4, 8), net
                 for p in probes]
     variants.append((f"CDP-{name}, 1 probe, 10% sub-batch", steps_per_second(
         "dbc", "frobenius", 1.0, 0.1, steps, num_probes=1, batch_fraction=0.1, scan=False, **lift)))
+    variants += [(f"CDP-{name}, 1 probe, every {k} updates (lazy)", steps_per_second(
+        "dbc", "frobenius", 1.0, 0.1, steps, num_probes=1, every=k, scan=False, **lift)) for k in (4, 16)]
     return table(f"DP-{name} / CDP-{name} on Lift chunks (16 x 7, batch {batch_size})", base, variants)
 
 

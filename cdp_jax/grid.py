@@ -72,6 +72,37 @@ def batch_dict(batch: Transitions) -> dict:
             "next_observations": batch.next_observations, "terminals": batch.terminals}
 
 
+def contraction_interval(agent) -> int:
+    """``config.diffusion.contraction.every`` of an agent that computes the contraction term, else 1 (static)."""
+    if "diffusion" not in agent.config or not agent.config.diffusion.contraction.enabled:
+        return 1
+    return int(agent.config.diffusion.contraction.get("every", 1))
+
+
+def lazy_update(agent, batch: dict, key, step):
+    """``agent.update(batch, key)``, with the contraction term on every ``every``-th update only
+    (``diffusion.contraction.every``; lazy regularisation, as StyleGAN2 does for its R1 penalty): on updates whose
+    index ``step`` is a multiple of ``every`` the term is computed with weight ``every · γ``, on the others the
+    update runs without it (the program of a γ = 0 member), so the expected gradient per update is the same and the
+    term costs about ``1 / every`` of what it does at every update. ``step`` must be the same for all members of a
+    grid (the sweep's step index, not a member's counter): then ``lax.cond`` stays a branch under ``vmap`` instead of
+    computing both sides. Metrics of updates without the term report ``contraction_loss`` as NaN (a chunk's
+    ``nanmean`` averages the computed ones). ``every = 1`` (the default, the official code) is ``agent.update``."""
+    every = contraction_interval(agent)
+    if every == 1:
+        return agent.update(batch, key)
+
+    def regularized(a):
+        new, metrics = a.replace(hp=a.hp.replace(gamma=a.hp.gamma * every)).update(batch, key)
+        return new.replace(hp=a.hp), metrics
+
+    def plain(a):
+        new, metrics = with_contraction(a, False).update(batch, key)
+        return new.replace(config=a.config), dict(metrics, contraction_loss=jnp.full_like(metrics["loss"], jnp.nan))
+
+    return jax.lax.cond(step % every == 0, regularized, plain, agent)
+
+
 def make_train_chunk(data: Transitions, batch_size: int, chunk_steps: int):
     """``(agents [G], diverged [G], subsets [G], seeds [G], start_step) -> (agents, diverged, mean metrics [G])``.
 
@@ -84,7 +115,7 @@ def make_train_chunk(data: Transitions, batch_size: int, chunk_steps: int):
 
         def body(agent, i):
             k_batch, k_update = jax.random.split(jax.random.fold_in(base, start + i))
-            return agent.update(batch_dict(sample_batch(k_batch, data, subset, batch_size)), k_update)
+            return lazy_update(agent, batch_dict(sample_batch(k_batch, data, subset, batch_size)), k_update, start + i)
 
         end, metrics = jax.lax.scan(body, agent, jnp.arange(chunk_steps))
         finite = jnp.all(jnp.isfinite(metrics["loss"])) & jnp.all(jnp.stack(

@@ -72,6 +72,41 @@ def test_gamma_zero_has_no_contraction_gradient_under_vmap_and_the_flag_off_drop
     assert max(jax.tree.leaves(diff)) > 1e-4
 
 
+def test_lazy_contraction_is_the_term_on_every_kth_update_with_weight_k():
+    """``contraction.every = 3``: updates 0 and 3 are the agent's own update at γ·3, the others its update compiled
+    without the term (built here from ``update`` and ``with_contraction``, not from ``lazy_update``); in a vmapped
+    grid, with the step index shared by the members."""
+    from cdp_jax.datasets import Subsets, Transitions
+    from cdp_jax.grid import lazy_update, make_train_chunk, with_contraction
+    cfg = small_config()
+    cfg.diffusion.contraction.every = 3
+    data = batch(jax.random.PRNGKey(1))
+    create = lambda g: dbc.DBCAgent.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0), OBS, ACT)
+    lazy = jax.jit(jax.vmap(lazy_update, (0, None, None, None)))
+    grid, expected = jax.vmap(create)(jnp.array([0.5, 2.0])), [create(0.5), create(2.0)]
+    for step in range(6):
+        key = jax.random.PRNGKey(step)
+        grid, m = lazy(grid, data, key, step)
+        assert np.isnan(np.asarray(m["contraction_loss"])).all() == (step % 3 != 0)
+        for i, a in enumerate(expected):
+            if step % 3 == 0:
+                new, _ = a.replace(hp=HParams(gamma=a.hp.gamma * 3)).update(data, key)
+                expected[i] = new.replace(hp=a.hp)
+            else:
+                expected[i] = with_contraction(a, False).update(data, key)[0].replace(config=a.config)
+    for i, a in enumerate(expected):
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], grid.params), a.params, atol=1e-6)
+    # The sweep's chunk: a chunk's mean L_c is over the updates that computed it, and the schedule follows the step.
+    zeros = jnp.zeros(B)
+    rows = Transitions(data["observations"], data["actions"], zeros, data["observations"], zeros, zeros, zeros)
+    subsets = Subsets(idx=jnp.tile(jnp.arange(B, dtype=jnp.int32), (2, 1)), count=jnp.full(2, B, jnp.int32))
+    chunk = make_train_chunk(rows, 16, 2)
+    _, _, at0 = chunk(jax.vmap(create)(jnp.array([0.5, 2.0])), jnp.zeros(2, bool), subsets, jnp.arange(2), 0)
+    _, _, at1 = chunk(jax.vmap(create)(jnp.array([0.5, 2.0])), jnp.zeros(2, bool), subsets, jnp.arange(2), 1)
+    assert np.isfinite(np.asarray(at0["contraction_loss"])).all()              # step 0 computed it
+    assert np.isnan(np.asarray(at1["contraction_loss"])).all()                 # steps 1 and 2 did not
+
+
 def test_gamma_drives_the_contraction_loss_down():
     """Trained from the same initialisation on the same batches, γ = 1 ends with a clearly smaller L_c than γ = 0."""
     cfg = small_config()
@@ -95,6 +130,7 @@ def test_gamma_drives_the_contraction_loss_down():
     ("diffusion.unet_dim_mult", (), "unet_dim_mult must be a non-empty tuple"),
     ("diffusion.unet_dim_mult", (1, 0), "unet_dim_mult must be a non-empty tuple"),
     ("diffusion.dit_depth", 0, "dit_heads and dit_depth must be >= 1"),
+    ("diffusion.contraction.every", 0, "contraction.every must be an integer >= 1"),
     ("lr", 0.0, r"agent_config.lr must be finite and > 0"),
     ("ema_rate", 1.5, r"agent_config.ema_rate must be in \[0, 1\]"),
     ("ema_every", 0, r"agent_config.ema_every must be >= 1"),
