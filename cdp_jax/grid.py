@@ -76,7 +76,7 @@ def contraction_interval(agent) -> int:
     """``config.diffusion.contraction.every`` of an agent that computes the contraction term, else 1 (static)."""
     if "diffusion" not in agent.config or not agent.config.diffusion.contraction.enabled:
         return 1
-    return int(agent.config.diffusion.contraction.get("every", 1))
+    return int(agent.config.diffusion.contraction.every)
 
 
 def lazy_update(agent, batch: dict, key, step):
