@@ -72,7 +72,7 @@ def steps_per_second(agent_name: str, penalty: str, fraction: float, gamma: floa
 def benchmark_agent(agent_name: str, penalty: str, fraction: float, gamma: float, members: int = 0,
                     contraction_on: bool | None = None, network: str = "dql", obs_dim: int = OBS, act_dim: int = ACT,
                     batch_size: int = BATCH, horizon: int = 1, num_probes: int = 0, batch_fraction: float = 1.0,
-                    image: dict | None = None, every: int = 1):
+                    image: dict | None = None, every: int = 1, lazy: str = "scale"):
     """``(agent, batch)``: one agent (or ``members`` stacked) with the contraction settings and a random batch.
     ``contraction_on`` is the static flag (default: ``gamma > 0``, as the sweep compiles it); ``image``: the
     ``diffusion.image`` fields of an image-conditioned denoiser (``obs_dim`` is then its flat layout's size)."""
@@ -82,7 +82,7 @@ def benchmark_agent(agent_name: str, penalty: str, fraction: float, gamma: float
         d.network, d.chunk_horizon, d.contraction.penalty = network, horizon, penalty
         d.contraction.low_noise_fraction, d.contraction.num_iters, d.contraction.num_probes = fraction, 5, num_probes
         d.contraction.enabled = gamma > 0 if contraction_on is None else contraction_on
-        d.contraction.batch_fraction, d.contraction.every = batch_fraction, every
+        d.contraction.batch_fraction, d.contraction.every, d.contraction.lazy = batch_fraction, every, lazy
         if image:
             d.image.update(image)
     key = jax.random.PRNGKey(0)

@@ -5,8 +5,9 @@ interleaved rounds.
     python -m benchmarks.lazy_contraction_cost [--rounds=2] [--out=benchmarks/results/lazy_contraction_cost_cpu.json]
 
 Rows: the official imitation recipe on Lift shapes (Pearce MLP, batch 512, L_c at all t on the whole batch; 240
-updates per timed scan): 1 probe every 4 and 5 updates, the exact Jacobian every 16; Lift chunks (16 x 7, batch 64,
-48 updates as calls of one compiled update): CDP-Unet with 1 probe every 16 updates.
+updates per timed scan): 1 probe every 4 and 5 updates, the exact Jacobian every 16, 1 probe every 5 held
+(``contraction.lazy = "hold"``); Lift chunks (16 x 7, batch 64, 48 updates as calls of one compiled update):
+CDP-Unet with 1 probe every 16 updates, scaled and held.
 """
 from __future__ import annotations
 
@@ -20,19 +21,24 @@ from cdp_jax.io import atomic_write_text
 
 PEARCE = dict(network="pearce", obs_dim=38, act_dim=7, batch_size=512)
 UNET = dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=64, horizon=16)
-# (name, shapes, probes, every, steps, scan); every 0: the γ = 0 update the row's ratio divides by
-FIGURES = (("pearce_dbc", "PEARCE", 0, 0, 240, True), ("pearce_1_probe_every_4", "PEARCE", 1, 4, 240, True),
-           ("pearce_1_probe_every_5", "PEARCE", 1, 5, 240, True), ("pearce_exact_every_16", "PEARCE", 0, 16, 240, True),
-           ("dp_unet", "UNET", 0, 0, 48, False), ("cdp_unet_1_probe_every_16", "UNET", 1, 16, 48, False))
+# (name, shapes, probes, every, lazy mode, steps, scan); every 0: the γ = 0 update the row's ratio divides by
+FIGURES = (("pearce_dbc", "PEARCE", 0, 0, "", 240, True),
+           ("pearce_1_probe_every_4", "PEARCE", 1, 4, "scale", 240, True),
+           ("pearce_1_probe_every_5", "PEARCE", 1, 5, "scale", 240, True),
+           ("pearce_exact_every_16", "PEARCE", 0, 16, "scale", 240, True),
+           ("pearce_1_probe_every_5_hold", "PEARCE", 1, 5, "hold", 240, True),
+           ("dp_unet", "UNET", 0, 0, "", 48, False),
+           ("cdp_unet_1_probe_every_16", "UNET", 1, 16, "scale", 48, False),
+           ("cdp_unet_1_probe_every_16_hold", "UNET", 1, 16, "hold", 48, False))
 
 
-def one_figure(shapes: str, probes: int, every: int, steps: int, scan: bool) -> float:
+def one_figure(shapes: str, probes: int, every: int, lazy: str, steps: int, scan: bool) -> float:
     """Updates/s of one figure, in this process."""
     from benchmarks.contraction_cost import steps_per_second
     kw = dict(globals()[shapes], scan=scan)
     if every == 0:
         return steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **kw)
-    return steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=probes, every=every, **kw)
+    return steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=probes, every=every, lazy=lazy, **kw)
 
 
 def define_flags(fv: flags.FlagValues) -> None:

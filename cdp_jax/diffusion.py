@@ -29,6 +29,7 @@ from cdp_jax.schedules import VPSchedule, make_schedule
 
 PREDICTIONS = ("x0", "eps")
 THRESHOLDS = ("zero", "alpha")
+LAZY_MODES = ("scale", "hold")    # how contraction.every > 1 spreads the term (cdp_jax.grid.lazy_update)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -38,7 +39,8 @@ def default_config() -> ml_collections.ConfigDict:
         dit_depth=6, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(enabled=True, penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
-                         threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0, every=1),
+                         threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0, every=1,
+                         lazy="scale"),
         image=dict(cameras=(), height=84, width=84, crop=76, low_dim=0, obs_steps=1, emb_dim=256),
     ))
 
@@ -89,7 +91,10 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"contraction.batch_fraction must be in (0, 1], got {c.batch_fraction}")
     if not isinstance(c.every, int) or c.every < 1:
         raise ValueError(f"contraction.every must be an integer >= 1 (1: L_c at every update, the official code; k: "
-                         f"lazy, on every k-th update with weight k), got {c.every!r}")
+                         f"lazy, on every k-th update, see contraction.lazy), got {c.every!r}")
+    if c.lazy not in LAZY_MODES:
+        raise ValueError(f"unknown contraction.lazy {c.lazy!r}; choose one of {LAZY_MODES} (scale: the term with "
+                         f"weight k on every k-th update; hold: γ∇L_c computed every k-th update, added to each)")
     if c.num_probes < 0:
         raise ValueError(f"contraction.num_probes must be >= 0 (0: the exact Jacobian), got {c.num_probes}")
     if c.beta < 0 or c.num_iters < 1:

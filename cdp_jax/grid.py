@@ -80,17 +80,34 @@ def contraction_interval(agent) -> int:
 
 
 def lazy_update(agent, batch: dict, key, step):
-    """``agent.update(batch, key)``, with the contraction term on every ``every``-th update only
-    (``diffusion.contraction.every``; lazy regularisation, as StyleGAN2 does for its R1 penalty): on updates whose
-    index ``step`` is a multiple of ``every`` the term is computed with weight ``every · γ``, on the others the
-    update runs without it (the program of a γ = 0 member), so the expected gradient per update is the same and the
-    term costs about ``1 / every`` of what it does at every update. ``step`` must be the same for all members of a
-    grid (the sweep's step index, not a member's counter): then ``lax.cond`` stays a branch under ``vmap`` instead of
-    computing both sides. Metrics of updates without the term report ``contraction_loss`` as NaN (a chunk's
-    ``nanmean`` averages the computed ones). ``every = 1`` (the default, the official code) is ``agent.update``."""
+    """``agent.update(batch, key)``, with the contraction term computed on every ``every``-th update only
+    (``diffusion.contraction.every``), so it costs about ``1 / every`` of what it does at every update.
+    ``contraction.lazy`` says how the other updates get it:
+
+    * ``"scale"`` (lazy regularisation, as StyleGAN2 does for its R1 penalty): on updates whose index ``step`` is a
+      multiple of ``every`` the term is computed with weight ``every · γ``, the others run without it (the program
+      of a γ = 0 member); the expected gradient per update is the same, but Adam's running mean square sees the
+      ``every``-fold spikes (on Lift chunks this lowered CDP-Unet's success: README, "Lazy regularisation").
+    * ``"hold"``: on those updates ``γ∇L_c`` is computed on its own (:meth:`DiffusionActor.contraction_gradient`)
+      and kept in ``held_contraction``; every update adds the kept gradient to its own (the γ = 0 program plus
+      :meth:`DiffusionActor.held_term`), so the optimizer sees the term at its weight on every update, up to
+      ``every - 1`` updates old.
+
+    ``step`` must be the same for all members of a grid (the sweep's step index, not a member's counter): then
+    ``lax.cond`` stays a branch under ``vmap`` instead of computing both sides. Metrics of updates that did not
+    compute the term report ``contraction_loss`` as NaN (a chunk's ``nanmean`` averages the computed ones).
+    ``every = 1`` (the default, the official code) is ``agent.update``."""
     every = contraction_interval(agent)
     if every == 1:
         return agent.update(batch, key)
+    if agent.config.diffusion.contraction.lazy == "hold":
+        def refresh(a):
+            lc, held = a.contraction_gradient(batch["observations"], batch["actions"], jax.random.fold_in(key, 7))
+            return a.replace(held_contraction=held), lc
+
+        agent, lc = jax.lax.cond(step % every == 0, refresh, lambda a: (a, jnp.full((), jnp.nan)), agent)
+        new, metrics = with_contraction(agent, False).update(batch, key)
+        return new.replace(config=agent.config), dict(metrics, contraction_loss=lc)
 
     def regularized(a):
         new, metrics = a.replace(hp=a.hp.replace(gamma=a.hp.gamma * every)).update(batch, key)

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from cdp_jax.agents import dbc
@@ -107,6 +108,39 @@ def test_lazy_contraction_is_the_term_on_every_kth_update_with_weight_k():
     assert np.isnan(np.asarray(at1["contraction_loss"])).all()                 # steps 1 and 2 did not
 
 
+def test_held_lazy_contraction_adds_the_last_computed_term_gradient_to_every_update():
+    """``contraction.every = 3, lazy = "hold"``: on updates 0 and 3, γ∇L_c is computed (here as the gradient of
+    the loss with the term minus the loss without it, on the same draw) and kept; every update applies the γ = 0
+    loss's gradient plus the kept one through the optimizer (built here from ``loss`` and ``optimizer``, not from
+    ``lazy_update``); in a vmapped grid with the step index shared."""
+    from cdp_jax.grid import lazy_update, with_contraction
+    cfg = small_config()
+    cfg.diffusion.contraction.every, cfg.diffusion.contraction.lazy = 3, "hold"
+    data = batch(jax.random.PRNGKey(1))
+    create = lambda g: dbc.DBCAgent.create(cfg, HParams(gamma=g), jax.random.PRNGKey(0), OBS, ACT)
+    chex.assert_trees_all_equal(create(0.5).held_contraction, jax.tree.map(jnp.zeros_like, create(0.5).params))
+    lazy = jax.jit(jax.vmap(lazy_update, (0, None, None, None)))
+    grid = jax.vmap(create)(jnp.array([0.5, 2.0]))
+    tx = dbc.DBCAgent.optimizer(cfg)
+    refs = [dict(agent=create(g), params=create(g).params, opt=create(g).opt_state, held=None) for g in (0.5, 2.0)]
+    for step in range(6):
+        key = jax.random.PRNGKey(step)
+        grid, m = lazy(grid, data, key, step)
+        assert np.isnan(np.asarray(m["contraction_loss"])).all() == (step % 3 != 0)
+        for r in refs:
+            on, off = r["agent"], with_contraction(r["agent"], False).replace(held_contraction=None)
+            if step % 3 == 0:
+                k = jax.random.fold_in(key, 7)
+                r["held"] = jax.grad(lambda p: on.loss(p, data, k)[0] - off.loss(p, data, k)[0])(r["params"])
+            g = jax.tree.map(jnp.add, jax.grad(lambda p: off.loss(p, data, key)[0])(r["params"]), r["held"])
+            updates, r["opt"] = tx.update(g, r["opt"], r["params"])
+            r["params"] = optax.apply_updates(r["params"], updates)
+    for i, r in enumerate(refs):
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], grid.params), r["params"], atol=1e-5)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], grid.held_contraction), r["held"], atol=1e-6)
+    assert float(jnp.abs(jax.tree.leaves(refs[1]["held"])[0]).max()) > 1e-4     # the term is not empty
+
+
 def test_gamma_drives_the_contraction_loss_down():
     """Trained from the same initialisation on the same batches, γ = 1 ends with a clearly smaller L_c than γ = 0."""
     cfg = small_config()
@@ -131,6 +165,7 @@ def test_gamma_drives_the_contraction_loss_down():
     ("diffusion.unet_dim_mult", (1, 0), "unet_dim_mult must be a non-empty tuple"),
     ("diffusion.dit_depth", 0, "dit_heads and dit_depth must be >= 1"),
     ("diffusion.contraction.every", 0, "contraction.every must be an integer >= 1"),
+    ("diffusion.contraction.lazy", "sometimes", "unknown contraction.lazy 'sometimes'"),
     ("lr", 0.0, r"agent_config.lr must be finite and > 0"),
     ("ema_rate", 1.5, r"agent_config.ema_rate must be in \[0, 1\]"),
     ("ema_every", 0, r"agent_config.ema_every must be >= 1"),

@@ -58,6 +58,26 @@ def batch(key):
             "next_observations": obs, "terminals": jnp.zeros(B)}
 
 
+def test_held_lazy_contraction_holds_the_actor_term_gradient():
+    """``contraction.lazy = "hold"`` on EDP: the kept gradient is γ∇L_c of the actor parameters (the loss with the
+    term minus the loss without it, on the same draw), and the next update, which does not compute the term, still
+    moves the actor differently from an update without the kept gradient."""
+    from cdp_jax.grid import lazy_update, with_contraction
+    cfg = small_config()
+    cfg.diffusion.contraction.every, cfg.diffusion.contraction.lazy = 2, "hold"
+    agent = edp.EDPAgent.create(cfg, HParams(gamma=0.5, eta=1.0), jax.random.PRNGKey(0), OBS, ACT)
+    data, key = batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
+    held = lazy_update(agent, data, key, 0)[0].held_contraction
+    off = with_contraction(agent, False).replace(held_contraction=None)
+    term = lambda a, p: a.regularized_bc_loss(p, data["observations"], data["actions"], jax.random.fold_in(key, 7))[0]
+    expected = jax.grad(lambda p: term(agent, p) - term(off, p))(agent.actor_params)
+    chex.assert_trees_all_close(held, expected, atol=1e-6)
+    after = lazy_update(agent.replace(held_contraction=held), data, key, 1)[0]
+    plain = with_contraction(agent, False).update(data, key)[0]
+    assert float(jnp.abs(jax.tree.leaves(after.actor_params)[0] - jax.tree.leaves(plain.actor_params)[0]).max()) > 0
+    chex.assert_trees_all_equal(after.critic_params, plain.critic_params)
+
+
 def test_update_runs_learns_the_critic_and_acts():
     agent = edp.EDPAgent.create(small_config(), HParams(gamma=0.1, eta=1.0), jax.random.PRNGKey(0), OBS, ACT)
     data = batch(jax.random.PRNGKey(1))

@@ -110,9 +110,20 @@ def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int)
     return ml_collections.FrozenConfigDict(config)
 
 
+def initial_held_contraction(config: ml_collections.ConfigDict, actor_params):
+    """The ``held_contraction`` a new agent starts with: zeros shaped like ``actor_params`` when its config holds
+    the lazy contraction gradient (``diffusion.contraction.every > 1`` with ``lazy = "hold"``), else None."""
+    c = config.diffusion.contraction
+    return jax.tree.map(jnp.zeros_like, actor_params) if c.every > 1 and c.lazy == "hold" else None
+
+
 class DiffusionActor:
     """What every diffusion backbone shares; mixed into agents whose config has a ``diffusion`` section and that
-    hold ``hp`` and the EMA actor parameters ``actor_ema``."""
+    hold ``hp``, the EMA actor parameters ``actor_ema``, the actor parameters in the field named by
+    ``ACTOR_FIELD`` and ``held_contraction`` (None, or γ∇L_c for the lazy "hold" mode: :func:`cdp_jax.grid.
+    lazy_update`)."""
+
+    ACTOR_FIELD = "actor_params"
 
     @property
     def ema_params(self):
@@ -136,9 +147,27 @@ class DiffusionActor:
         dropout_key = jax.random.fold_in(key, 1)
         if not self.config.diffusion.contraction.enabled:
             bc = den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key)
-            return bc, dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
+            return bc + self.held_term(params), dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
         bc, lc = den.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
         return bc + self.hp.gamma * lc, dict(bc_loss=bc, contraction_loss=lc)
+
+    def held_term(self, params):
+        """A scalar that is 0 and whose gradient with respect to ``params`` is ``held_contraction`` (the "hold"
+        mode's γ∇L_c from an earlier update), so the optimizer sees it every update; 0 without one."""
+        if self.held_contraction is None:
+            return 0.0
+        return sum(jnp.vdot(jax.lax.stop_gradient(h), p - jax.lax.stop_gradient(p))
+                   for h, p in zip(jax.tree.leaves(self.held_contraction), jax.tree.leaves(params)))
+
+    def contraction_gradient(self, obs, act, key):
+        """``(L_c, γ·∇L_c)`` at the actor parameters, for ``obs [B, obs_dim]`` and ``act [B, act_dim]`` (the
+        contraction term on its own noise draw; needs ``contraction.enabled``)."""
+        def weighted(params):
+            lc = self.regularized_bc_loss(params, obs, act, key)[1]["contraction_loss"]
+            return self.hp.gamma * lc, lc
+
+        (_, lc), grad = jax.value_and_grad(weighted, has_aux=True)(getattr(self, self.ACTOR_FIELD))
+        return lc, grad
 
     def candidates(self, obs, key, num: int, temperature: float | None = None):
         """``num`` EMA-policy actions per state: ``(obs repeated [B*num, o], candidates [B, num, d])``."""

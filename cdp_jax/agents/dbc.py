@@ -13,7 +13,7 @@ import optax
 
 from cdp_jax import diffusion
 from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 make_optimizer)
+                                 initial_held_contraction, make_optimizer)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -29,14 +29,17 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class DBCAgent(DiffusionActor, flax.struct.PyTreeNode):
-    """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``hp``."""
+    """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``hp``,
+    ``held_contraction`` (None, or a pytree like ``params``: :meth:`DiffusionActor.held_term`)."""
 
+    ACTOR_FIELD = "params"
     params: dict
     opt_state: optax.OptState
     actor_ema: dict
     step: jax.Array
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    held_contraction: dict | None = None
 
     @staticmethod
     def optimizer(config) -> optax.GradientTransformation:
@@ -49,7 +52,8 @@ class DBCAgent(DiffusionActor, flax.struct.PyTreeNode):
         denoiser = diffusion.Denoiser.from_config(config.diffusion, act_dim)
         params = denoiser.init(key, obs_dim)
         opt_state = cls.optimizer(config).init(params)
-        return cls(params, opt_state, params, jnp.zeros((), jnp.int32), hp, config)
+        return cls(params, opt_state, params, jnp.zeros((), jnp.int32), hp, config,
+                   initial_held_contraction(config, params))
 
     def loss(self, params, batch, key):
         """``(loss, metrics)`` for ``batch = {"observations": [B, obs], "actions": [B, act]}``."""

@@ -20,7 +20,7 @@ import optax
 
 from cdp_jax import diffusion
 from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 make_optimizer, polyak_update)
+                                 initial_held_contraction, make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ
 
 
@@ -63,6 +63,7 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
     step: jax.Array
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    held_contraction: dict | None = None
 
     @staticmethod
     def optimizers(cfg):
@@ -79,7 +80,7 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
         critic = TwinQ(config.critic_hidden).init(k_critic, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
         actor_tx, critic_tx = cls.optimizers(config)
         return cls(actor, actor_tx.init(actor), actor, critic, critic_tx.init(critic), critic,
-                   jnp.zeros((), jnp.int32), hp, config)
+                   jnp.zeros((), jnp.int32), hp, config, initial_held_contraction(config, actor))
 
     def q(self, params, obs, act):
         return TwinQ(self.config.critic_hidden).apply(params, obs, act)

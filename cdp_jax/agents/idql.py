@@ -14,7 +14,7 @@ import optax
 
 from cdp_jax import diffusion
 from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 make_optimizer, polyak_update)
+                                 initial_held_contraction, make_optimizer, polyak_update)
 from cdp_jax.networks import TwinQ, ValueNetwork
 
 
@@ -52,6 +52,7 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
     step: jax.Array
     hp: HParams
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
+    held_contraction: dict | None = None
 
     @staticmethod
     def optimizers(cfg):
@@ -68,7 +69,7 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
         value = ValueNetwork(config.critic_hidden).init(k_v, jnp.zeros((1, obs_dim)))
         actor_tx, critic_tx = cls.optimizers(config)
         return cls(actor, actor_tx.init(actor), actor, critic, critic_tx.init(critic), critic, value,
-                   critic_tx.init(value), jnp.zeros((), jnp.int32), hp, config)
+                   critic_tx.init(value), jnp.zeros((), jnp.int32), hp, config, initial_held_contraction(config, actor))
 
     def q(self, params, obs, act):
         return TwinQ(self.config.critic_hidden).apply(params, obs, act)
