@@ -56,6 +56,8 @@ def measure(name: str) -> float:
 
 def main(_) -> int:
     if FLAGS.side == "jax":
+        from cdp_jax.cli import prefer_wide_cpu_vectors
+        prefer_wide_cpu_vectors()              # as the sweep runs it
         print(json.dumps(dict(updates_per_s=jax_updates_per_second(FLAGS.gamma, FLAGS.steps))))
         return 0
     rounds = {name: [] for name in CONFIGS}

@@ -30,7 +30,8 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "distributed: this process'
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from cdp_jax.cli import enable_compilation_cache, one_line_errors
+    from cdp_jax.cli import enable_compilation_cache, one_line_errors, prefer_wide_cpu_vectors
+    prefer_wide_cpu_vectors()                   # before JAX's backend starts
     from cdp_jax.sweep import Sweep
     cfg = _CONFIG.value
     enable_compilation_cache()

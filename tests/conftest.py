@@ -13,6 +13,11 @@ os.environ.setdefault("CDP_JAX_CACHE", tempfile.mkdtemp(prefix="cdp-jax-cache-")
 # 39 vs 42 s). A level set in the caller's XLA_FLAGS is kept.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
+# The CLI's 512-bit vectors on AVX-512 CPUs (cdp_jax.cli.prefer_wide_cpu_vectors), here too, so the tests and the
+# CLI runs they start compute alike.
+from cdp_jax.cli import prefer_wide_cpu_vectors  # noqa: E402
+
+prefer_wide_cpu_vectors()
 
 
 # Test files, slowest first (worker-seconds on a 2-core AVX2 EPYC): the workers take whole files in this order
