@@ -141,6 +141,21 @@ def test_held_lazy_contraction_adds_the_last_computed_term_gradient_to_every_upd
     assert float(jnp.abs(jax.tree.leaves(refs[1]["held"])[0]).max()) > 1e-4     # the term is not empty
 
 
+def test_the_held_contraction_gradient_is_checkpointed(tmp_path):
+    """A resumed "hold" run needs the kept γ∇L_c (the next update may not recompute it): it is part of the state
+    that :class:`cdp_jax.checkpoint.Checkpoints` saves and restores into a new agent's structure."""
+    from cdp_jax.checkpoint import Checkpoints
+    from cdp_jax.grid import lazy_update
+    cfg = small_config()
+    cfg.diffusion.contraction.every, cfg.diffusion.contraction.lazy = 3, "hold"
+    agent = dbc.DBCAgent.create(cfg, HParams(gamma=2.0), jax.random.PRNGKey(0), OBS, ACT)
+    trained = lazy_update(agent, batch(jax.random.PRNGKey(1)), jax.random.PRNGKey(2), 0)[0]
+    assert float(jnp.abs(jax.tree.leaves(trained.held_contraction)[0]).max()) > 0
+    Checkpoints(str(tmp_path)).save(1, trained)
+    restored = Checkpoints(str(tmp_path)).restore(1, agent)
+    chex.assert_trees_all_equal(restored.held_contraction, trained.held_contraction)
+
+
 def test_gamma_drives_the_contraction_loss_down():
     """Trained from the same initialisation on the same batches, γ = 1 ends with a clearly smaller L_c than γ = 0."""
     cfg = small_config()
