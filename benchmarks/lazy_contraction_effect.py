@@ -14,12 +14,12 @@ lazy sweeps' largest γ members are compared with them.
 """
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
 from absl import app, flags
 
+from cdp_jax import results
 from cdp_jax.comparison import paired_test
 from cdp_jax.io import atomic_write_text
 
@@ -33,19 +33,18 @@ def members(workdirs: list[str]) -> dict:
     """``{(data fraction, step, γ): {seed: row}}`` over the workdirs' results.csv."""
     out = {}
     for w in workdirs:
-        path = os.path.join(w, "results.csv")
-        if not os.path.exists(path):
-            raise SystemExit(f"no results.csv in {w}: give sweep workdirs")
-        for r in csv.DictReader(open(path)):
-            key = (float(r["data_fraction"]), int(r["step"]), float(r["gamma"]))
-            out.setdefault(key, {})[int(r["seed"])] = r
+        rows = results.read_csv(os.path.join(w, "results.csv"))
+        if not rows:
+            raise SystemExit(f"no results.csv rows in {w}: give sweep workdirs")
+        for r in rows:
+            out.setdefault((r["data_fraction"], r["step"], r["gamma"]), {})[r["seed"]] = r
     return out
 
 
 def pair_row(cell: str, metric: str, a_name: str, a: dict, b_name: str, b: dict) -> str:
     seeds = sorted(set(a) & set(b))
-    x = np.array([float(a[s][metric]) for s in seeds])
-    y = np.array([float(b[s][metric]) for s in seeds])
+    x = np.array([a[s][metric] for s in seeds], np.float64)
+    y = np.array([b[s][metric] for s in seeds], np.float64)
     t = paired_test(y - x)
     f = "{:.0f}" if metric == "return" else "{:.3f}"
     return (f"| {cell} | {metric} | {a_name} | {b_name} | {f.format(x.mean())} | {f.format(y.mean())} | "

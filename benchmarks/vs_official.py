@@ -77,12 +77,10 @@ def main(_) -> int:
     for name, v in ratios.items():
         print(f"{name:32s} {v:16.2f}")
     if FLAGS.out:
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                   "unknown") if os.path.exists("/proc/cpuinfo") else "unknown"
-        flags_line = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "") \
-            if os.path.exists("/proc/cpuinfo") else ""
+        from cdp_jax.cli import cpu_model_and_flags
+        cpu, cpu_flags = cpu_model_and_flags()
         atomic_write_text(FLAGS.out, json.dumps(dict(
-            cpu=cpu, avx512="avx512f" in flags_line, cores=os.cpu_count(), steps=FLAGS.steps, rounds=rounds,
+            cpu=cpu, avx512="avx512f" in cpu_flags, cores=os.cpu_count(), steps=FLAGS.steps, rounds=rounds,
             median_updates_per_s=median, ratios=ratios), indent=1) + "\n")
     return 0
 

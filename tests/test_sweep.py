@@ -451,3 +451,18 @@ def test_plotted_success_intervals_stop_at_zero_and_one_and_returns_are_symmetri
     mean, ci = np.array([0.95, 0.1, 0.5]), np.array([0.6, 0.3, np.nan])
     np.testing.assert_allclose(results._interval("success", mean, ci), [[0.6, 0.1, 0.0], [0.05, 0.3, 0.0]])
     np.testing.assert_allclose(results._interval("return", mean * 300, ci * 300), [[180, 90, 0], [180, 90, 0]])
+
+
+def test_wide_cpu_vectors_only_on_avx512_and_never_over_the_callers_width(monkeypatch):
+    """``prefer_wide_cpu_vectors`` adds the 512-bit width to XLA_FLAGS on an AVX-512 CPU, keeps the caller's other
+    flags, leaves a width the caller set and a CPU without AVX-512 alone."""
+    from cdp_jax import cli
+    monkeypatch.setattr(cli, "cpu_model_and_flags", lambda: ("test cpu", {"avx2", "avx512f"}))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=1")
+    assert cli.prefer_wide_cpu_vectors()
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=1 --xla_cpu_prefer_vector_width=512"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    assert not cli.prefer_wide_cpu_vectors() and os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"
+    monkeypatch.setattr(cli, "cpu_model_and_flags", lambda: ("test cpu", {"avx2", "fma"}))
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert not cli.prefer_wide_cpu_vectors() and os.environ["XLA_FLAGS"] == ""
