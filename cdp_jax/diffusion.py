@@ -212,8 +212,8 @@ class Denoiser:
         return self._penalty(self._linearize_x0(params, x_t, t, cond), k_pen, t)
 
     def _contraction_rows(self, key, x0, cond, x_t, t):
-        """``(x_t, t, cond, penalty key, same)``: the rows :meth:`contraction_loss` takes, and whether they are the
-        given denoising samples themselves."""
+        """``(x_t, t, cond, penalty key, shared)``: the rows :meth:`contraction_loss` takes, and whether they are the
+        given denoising samples' leading rows (all of them, or the ``batch_fraction`` sub-batch)."""
         c = self.cfg.contraction
         k_sub, k_noise, k_pen = jax.random.split(key, 3)
         if c.low_noise_fraction < 1.0 or x_t is None:
@@ -223,20 +223,26 @@ class Denoiser:
             return self.q_sample(x0, t, eps), t, cond, k_pen, False
         if c.batch_fraction < 1.0:                      # IL option: the first rows of the (random) batch only
             rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
-            return x_t[:rows], t[:rows], cond[:rows], k_pen, False
+            return x_t[:rows], t[:rows], cond[:rows], k_pen, True
         return x_t, t, cond, k_pen, True
 
     def denoising_and_contraction_loss(self, params, key, x_t, t, eps, x0, cond, dropout_key=None):
         """``(denoising loss, L_c)``: :meth:`denoising_loss` and :meth:`contraction_loss` on the denoising samples.
-        When ``L_c`` is taken on those very samples (the IL recipe: ``low_noise_fraction`` and ``batch_fraction``
-        1) by an x0-predicting network without dropout, one linearisation at ``x_t`` serves both: the network runs
-        forward (and, under ``jax.grad``, backward) once instead of twice. Same values as the two calls."""
-        rows_x, rows_t, rows_cond, k_pen, same = self._contraction_rows(key, x0, cond, x_t, t)
-        if not same or self.cfg.prediction != "x0" or self._has_dropout:
+        When ``L_c`` is taken on those very samples (the IL recipe: ``low_noise_fraction`` 1), or on their first
+        ``ceil(batch_fraction * B)`` rows, by an x0-predicting network without dropout, the linearisation at those
+        rows also gives their denoising prediction, and only the other rows run the plain network: every row runs
+        forward (and, under ``jax.grad``, backward) once instead of the contraction rows twice (rows are
+        independent in every backbone: no batch statistics). Same values as the two calls."""
+        rows_x, rows_t, rows_cond, k_pen, shared = self._contraction_rows(key, x0, cond, x_t, t)
+        if not shared or self.cfg.prediction != "x0" or self._has_dropout:
             return (self.denoising_loss(params, x_t, t, eps, x0, cond, dropout_key),
                     self._penalty(self._linearize_x0(params, rows_x, rows_t, rows_cond), k_pen, rows_t))
-        lin = self._linearize_x0(params, x_t, t, cond)
-        return jnp.mean((lin.value - x0) ** 2), self._penalty(lin, k_pen, t)
+        lin = self._linearize_x0(params, rows_x, rows_t, rows_cond)
+        rows = rows_x.shape[0]
+        pred = lin.value
+        if rows < x_t.shape[0]:
+            pred = jnp.concatenate([pred, self.predict_x0(params, x_t[rows:], t[rows:], cond[rows:])])
+        return jnp.mean((pred - x0) ** 2), self._penalty(lin, k_pen, rows_t)
 
     def _linearize_x0(self, params, x_t, t, cond) -> contraction.Linearized:
         return contraction.linearize(lambda x: self.predict_x0(params, x, t, cond), x_t)

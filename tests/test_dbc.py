@@ -227,14 +227,19 @@ def test_il_contraction_sub_batch_is_the_first_rows_of_the_denoising_samples():
     assert abs(float(part) - float(full)) > 1e-7
 
 
-@pytest.mark.parametrize("penalty, num_probes", [("frobenius", 0), ("frobenius", 2), ("hinge", 0)])
-def test_one_linearisation_gives_the_denoising_and_contraction_losses_of_the_two_calls(penalty, num_probes):
+@pytest.mark.parametrize("penalty, num_probes, batch_fraction", [
+    ("frobenius", 0, 1.0), ("frobenius", 2, 1.0), ("hinge", 0, 1.0), ("frobenius", 1, 0.25), ("frobenius", 0, 0.3)])
+def test_one_linearisation_gives_the_denoising_and_contraction_losses_of_the_two_calls(penalty, num_probes,
+                                                                                      batch_fraction):
     """The IL path shares the network's forward pass between both terms: same values and parameter gradients as
-    :meth:`denoising_loss` + :meth:`contraction_loss`, which each run the network themselves."""
+    :meth:`denoising_loss` + :meth:`contraction_loss`, which each run the network themselves; with a sub-batch
+    (``batch_fraction``) the contraction rows' linearisation gives their denoising prediction and the other rows
+    run the plain network."""
     from cdp_jax import diffusion
     cfg = diffusion.default_config()
     cfg.hidden, cfg.contraction.low_noise_fraction = 16, 1.0
     cfg.contraction.penalty, cfg.contraction.num_probes = penalty, num_probes
+    cfg.contraction.batch_fraction = batch_fraction
     den = diffusion.Denoiser.from_config(cfg, 3)
     params = den.init(jax.random.PRNGKey(0), 4)
     x0, obs = jnp.tanh(jax.random.normal(jax.random.PRNGKey(1), (8, 3))), jax.random.normal(jax.random.PRNGKey(2), (8, 4))

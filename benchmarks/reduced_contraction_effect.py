@@ -1,16 +1,18 @@
-"""Lazy contraction's effect: CDP members trained with ``contraction.every = k`` against the same seeds' γ = 0 and
-every-update CDP members of other sweeps, paired per seed (``experiments.compare`` pools sweeps of one setting;
-here the settings differ on purpose).
+"""The effect of cheaper contraction: CDP members trained with the term reduced (lazily, ``contraction.every = k``,
+or on a sub-batch, ``contraction.batch_fraction``) against the same seeds' γ = 0 and full (every update, whole
+batch) CDP members of other sweeps, paired per seed (``experiments.compare`` pools sweeps of one setting; here the
+settings differ on purpose).
 
-    B=benchmarks/results/robomimic_lift_unet_g100; python -m benchmarks.lazy_contraction_effect \\
-        --base=${B}_cpu,${B}_s345_cpu,${B}_s678_cpu --lazy="every 16 (scale)=${B}_lazy16_cpu" \\
-        --lazy="every 16 (hold)=${B}_hold16_cpu" --out=${B}_hold16_cpu/lazy_vs_every.md
+    B=benchmarks/results/robomimic_lift_unet_g100; python -m benchmarks.reduced_contraction_effect \\
+        --base=${B}_cpu,${B}_s345_cpu,${B}_s678_cpu --variant="every 16 (scale)=${B}_lazy16_cpu" \\
+        --variant="every 16 (hold)=${B}_hold16_cpu" --variant="sub-batch 1/16=${B}_sub16_cpu" \\
+        --out=${B}_sub16_cpu/reduced_vs_full.md
 
-Rows: for each data fraction and evaluation step of the lazy sweeps, each metric (return, success, λmax, action
-spread), the pairs (γ = 0, every update), (γ = 0, lazy) and (every update, lazy): both means and the paired
-difference with its 95% interval, the seeds ahead and the two-sided paired-t and Wilcoxon p-values
+Rows: for each data fraction and evaluation step of the variant sweeps, each metric (return, success, λmax, action
+spread), the pairs (γ = 0, full), (γ = 0, variant) and (full, variant): both means and the paired difference with
+its 95% interval, the seeds ahead and the two-sided paired-t and Wilcoxon p-values
 (:func:`cdp_jax.comparison.paired_test`). The base sweeps' γ = 0 and largest γ members are the references; the
-lazy sweeps' largest γ members are compared with them.
+variant sweeps' largest γ members are compared with them.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ from cdp_jax import results
 from cdp_jax.comparison import paired_test
 from cdp_jax.io import atomic_write_text
 
-_BASE = flags.DEFINE_list("base", [], "workdirs whose γ = 0 and every-update CDP members are the references")
-_LAZY = flags.DEFINE_multi_string("lazy", [], "'label=workdir' of a sweep trained with contraction.every > 1")
+_BASE = flags.DEFINE_list("base", [], "workdirs whose γ = 0 and full (every update, whole batch) CDP members are the "
+                          "references")
+_VARIANT = flags.DEFINE_multi_string("variant", [], "'label=workdir' of a sweep trained with contraction.every > 1 "
+                                     "or contraction.batch_fraction < 1")
 _OUT = flags.DEFINE_string("out", "", "where the Markdown table goes ('' prints it only)")
 METRICS = ("return", "success", "lambda_max", "action_std")
 
@@ -52,17 +56,17 @@ def pair_row(cell: str, metric: str, a_name: str, a: dict, b_name: str, b: dict)
             f"{t['p_t']:.3f} / {t['p_wilcoxon']:.3f} |")
 
 
-def table(base: dict, lazy: dict[str, dict]) -> str:
+def table(base: dict, variants: dict[str, dict]) -> str:
     lines = ["| data, step | metric | A | B | mean A | mean B | B − A (95% CI) | seeds B > A | p: t / Wilcoxon |",
              "|---|---|---|---|---|---|---|---|---|"]
     gamma = max(g for _, _, g in base)
-    cells = sorted({(f, s) for rows in lazy.values() for f, s, _ in rows})
+    cells = sorted({(f, s) for rows in variants.values() for f, s, _ in rows})
     for fraction, step in cells:
         cell = f"{fraction:g}, {step}"
         zero, every = base.get((fraction, step, 0.0), {}), base.get((fraction, step, gamma), {})
         for metric in METRICS:
             lines.append(pair_row(cell, metric, "γ 0", zero, "every update", every))
-            for label, rows in lazy.items():
+            for label, rows in variants.items():
                 ours = rows.get((fraction, step, max(g for _, _, g in rows)), {})
                 lines.append(pair_row(cell, metric, "γ 0", zero, label, ours))
                 lines.append(pair_row(cell, metric, "every update", every, label, ours))
@@ -70,13 +74,13 @@ def table(base: dict, lazy: dict[str, dict]) -> str:
 
 
 def main(_) -> int:
-    lazy = {}
-    for item in _LAZY.value:
+    variants = {}
+    for item in _VARIANT.value:
         label, sep, workdir = item.rpartition("=")
         if not sep or not label:
-            raise SystemExit(f"--lazy={item!r}: write label=workdir")
-        lazy[label] = members([workdir])
-    text = table(members(_BASE.value), lazy)
+            raise SystemExit(f"--variant={item!r}: write label=workdir")
+        variants[label] = members([workdir])
+    text = table(members(_BASE.value), variants)
     print(text)
     if _OUT.value:
         atomic_write_text(_OUT.value, text + "\n")

@@ -1,0 +1,97 @@
+"""What the cheaper ways to take the contraction term cost, one figure per fresh process (figures measured one after
+another in one process drift upwards for the UNet): the γ = 0 update against CDP with L_c on every k-th update only
+(``contraction.every``, ``contraction.lazy``) or on a sub-batch at every update (``contraction.batch_fraction``), in
+interleaved rounds.
+
+    python -m benchmarks.reduced_contraction_cost [--rounds=2] [--only=unet_64,unet_256]
+        [--out=benchmarks/results/reduced_contraction_cost_cpu.json]
+
+Groups (``--only``), each with its own γ = 0 figure as the ratio's base:
+* ``pearce``: the official imitation recipe on Lift shapes (Pearce MLP, batch 512, L_c at all t; 240 updates per
+  timed scan): 1 probe every 4 and 5 updates (scaled and held), the exact Jacobian every 16, and on a 10% sub-batch
+  at every update: 1 probe and the exact Jacobian.
+* ``unet_64``: Lift chunks (16 x 7) at batch 64, the reduced comparison's batch (48 updates as calls of one compiled
+  update): CDP-Unet with 1 probe every 16 updates (scaled, held) and on sub-batches of 1/16 and 1/8 at every update.
+* ``unet_256``: the same chunks at the recipe's batch 256 (12 updates): 1 probe on sub-batches of 1/16 and 1/8.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from absl import flags
+
+from cdp_jax.io import atomic_write_text
+
+SHAPES = dict(pearce=dict(network="pearce", obs_dim=38, act_dim=7, batch_size=512, steps=240, scan=True),
+              unet_64=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=64, horizon=16, steps=48,
+                           scan=False),
+              unet_256=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=256, horizon=16, steps=12,
+                            scan=False))
+# (name, group, probes, every, lazy mode, batch fraction); probes None: the group's γ = 0 base figure
+FIGURES = (("pearce_dbc", "pearce", None, 1, "scale", 1.0),
+           ("pearce_1_probe_every_4", "pearce", 1, 4, "scale", 1.0),
+           ("pearce_1_probe_every_5", "pearce", 1, 5, "scale", 1.0),
+           ("pearce_exact_every_16", "pearce", 0, 16, "scale", 1.0),
+           ("pearce_1_probe_every_5_hold", "pearce", 1, 5, "hold", 1.0),
+           ("pearce_1_probe_sub_1_10", "pearce", 1, 1, "scale", 0.1),
+           ("pearce_exact_sub_1_10", "pearce", 0, 1, "scale", 0.1),
+           ("dp_unet_64", "unet_64", None, 1, "scale", 1.0),
+           ("cdp_unet_64_1_probe_every_16", "unet_64", 1, 16, "scale", 1.0),
+           ("cdp_unet_64_1_probe_every_16_hold", "unet_64", 1, 16, "hold", 1.0),
+           ("cdp_unet_64_1_probe_sub_1_16", "unet_64", 1, 1, "scale", 1 / 16),
+           ("cdp_unet_64_1_probe_sub_1_8", "unet_64", 1, 1, "scale", 1 / 8),
+           ("dp_unet_256", "unet_256", None, 1, "scale", 1.0),
+           ("cdp_unet_256_1_probe_sub_1_16", "unet_256", 1, 1, "scale", 1 / 16),
+           ("cdp_unet_256_1_probe_sub_1_8", "unet_256", 1, 1, "scale", 1 / 8))
+
+
+def one_figure(group: str, probes: int | None, every: int, lazy: str, batch_fraction: float) -> float:
+    """Updates/s of one figure, in this process."""
+    from benchmarks.contraction_cost import steps_per_second
+    kw = dict(SHAPES[group])
+    steps = kw.pop("steps")
+    if probes is None:
+        return steps_per_second("dbc", "frobenius", 1.0, 0.0, steps, **kw)
+    return steps_per_second("dbc", "frobenius", 1.0, 0.1, steps, num_probes=probes, every=every, lazy=lazy,
+                            batch_fraction=batch_fraction, **kw)
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_integer("rounds", 2, "interleaved rounds", flag_values=fv)
+    flags.DEFINE_list("only", list(SHAPES), f"groups to measure, of {list(SHAPES)}", flag_values=fv)
+    flags.DEFINE_string("out", "benchmarks/results/reduced_contraction_cost_cpu.json", "the JSON file to (re)write",
+                        flag_values=fv)
+    flags.DEFINE_string("figure", "", "internal: measure one figure (its index) in this process and print it",
+                        flag_values=fv)
+
+
+def main(_, args: flags.FlagValues) -> int:
+    if args.figure:
+        print(json.dumps(one_figure(*FIGURES[int(args.figure)][1:])))
+        return 0
+    unknown = set(args.only) - set(SHAPES)
+    if unknown:
+        raise SystemExit(f"unknown --only group(s) {sorted(unknown)}; choose from {list(SHAPES)}")
+    chosen = [(i, f) for i, f in enumerate(FIGURES) if f[1] in args.only]
+    base = {group: name for name, group, probes, *_ in FIGURES if probes is None}
+    rounds = []
+    for r in range(args.rounds):
+        sps = {}
+        for i, (name, *_) in chosen:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.reduced_contraction_cost", f"--figure={i}"],
+                                 capture_output=True, text=True, check=True)
+            sps[name] = float(out.stdout.strip().splitlines()[-1])
+        ratio = {name: sps[base[group]] / sps[name] for _, (name, group, probes, *_) in chosen if probes is not None}
+        rounds.append(dict(updates_per_s=sps, ratio_to_gamma0=ratio))
+        print(f"round {r}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()), flush=True)
+        atomic_write_text(args.out, json.dumps(dict(figures=[name for _, (name, *_) in chosen], rounds=rounds),
+                                               indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    from cdp_jax.cli import run_flags_cli
+    sys.exit(run_flags_cli(["python -m benchmarks.reduced_contraction_cost", *sys.argv[1:]], __doc__, define_flags,
+                           main))
