@@ -10,9 +10,9 @@ Groups (``--only``), each with its own γ = 0 figure as the ratio's base:
 * ``pearce``: the official imitation recipe on Lift shapes (Pearce MLP, batch 512, L_c at all t; 240 updates per
   timed scan): 1 probe every 4 and 5 updates (scaled and held), the exact Jacobian every 16, and on a 10% sub-batch
   at every update: 1 probe and the exact Jacobian.
-* ``unet_64``: Lift chunks (16 x 7) at batch 64, the reduced comparison's batch (48 updates as calls of one compiled
-  update): CDP-Unet with 1 probe every 16 updates (scaled, held) and on sub-batches of 1/16 and 1/8 at every update.
-* ``unet_256``: the same chunks at the recipe's batch 256 (12 updates): 1 probe on sub-batches of 1/16 and 1/8.
+* ``unet_64``: Lift chunks (16 x 7) at batch 64, the reduced comparison's batch (16 updates as calls of one compiled
+  update: one whole cycle of the lazy rows): CDP-Unet with 1 probe every 16 updates (scaled, held) and on sub-batches of 1/16 and 1/8 at every update.
+* ``unet_256``: the same chunks at the recipe's batch 256 (8 updates): 1 probe on sub-batches of 1/16 and 1/8.
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from absl import flags
 from cdp_jax.io import atomic_write_text
 
 SHAPES = dict(pearce=dict(network="pearce", obs_dim=38, act_dim=7, batch_size=512, steps=240, scan=True),
-              unet_64=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=64, horizon=16, steps=48,
+              unet_64=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=64, horizon=16, steps=16,
                            scan=False),
-              unet_256=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=256, horizon=16, steps=12,
+              unet_256=dict(network="unet", obs_dim=38, act_dim=16 * 7, batch_size=256, horizon=16, steps=8,
                             scan=False))
 # (name, group, probes, every, lazy mode, batch fraction); probes None: the group's γ = 0 base figure
 FIGURES = (("pearce_dbc", "pearce", None, 1, "scale", 1.0),
