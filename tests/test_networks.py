@@ -127,19 +127,20 @@ def test_a_dbc_update_runs_on_a_unet_chunk_with_probe_contraction():
     assert float(metrics["contraction_loss"]) > 0            # the probe estimate ran (a zero would mean it was off)
 
 
-@pytest.mark.parametrize("network", ["unet", "dit"])
-def test_chunk_backbones_treat_rows_independently_so_a_sub_batch_shares_its_forward_pass(network):
+@pytest.mark.parametrize("network, horizon", [("unet", 4), ("dit", 4), ("pearce", 2)])
+def test_backbones_treat_rows_independently_so_a_sub_batch_shares_its_forward_pass(network, horizon):
     """``batch_fraction < 1`` takes the contraction rows' denoising prediction from their linearisation and runs
     the other rows apart (:meth:`Denoiser.denoising_and_contraction_loss`); that is exact only if no row sees
-    another (no batch statistics): the two losses equal the separate calls' on the UNet and the DiT."""
+    another (no batch statistics): the two losses equal the separate calls' on the UNet, the DiT and the Pearce
+    MLP (the DQL MLP: tests/test_dbc.py)."""
     from cdp_jax import diffusion
     cfg = diffusion.default_config()
-    cfg.network, cfg.hidden, cfg.chunk_horizon, cfg.diffusion_steps, cfg.sampling_steps = network, 8, 4, 10, 1
+    cfg.network, cfg.hidden, cfg.chunk_horizon, cfg.diffusion_steps, cfg.sampling_steps = network, 8, horizon, 10, 1
     cfg.unet_dim_mult, cfg.dit_heads, cfg.dit_depth = (1, 2), 2, 2
     cfg.contraction.low_noise_fraction, cfg.contraction.batch_fraction, cfg.contraction.num_probes = 1.0, 0.25, 1
-    den = diffusion.Denoiser.from_config(cfg, 4 * 2)
+    den = diffusion.Denoiser.from_config(cfg, horizon * 2)
     params = den.init(jax.random.PRNGKey(0), 6)
-    x0 = jnp.tanh(jax.random.normal(jax.random.PRNGKey(1), (8, 8)))
+    x0 = jnp.tanh(jax.random.normal(jax.random.PRNGKey(1), (8, horizon * 2)))
     obs = jax.random.normal(jax.random.PRNGKey(2), (8, 6))
     x_t, t, eps = den.noise(jax.random.PRNGKey(3), x0)
     key = jax.random.PRNGKey(4)
