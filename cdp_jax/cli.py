@@ -40,16 +40,22 @@ def cpu_model_and_flags() -> tuple[str, set[str]]:
     return model, flags_set
 
 
+def add_xla_flag(name: str, value: str) -> bool:
+    """Appends ``--name=value`` to ``XLA_FLAGS`` unless the caller's ``XLA_FLAGS`` already sets ``name`` (theirs
+    wins); must run before JAX's backend starts. Returns whether it added the flag."""
+    flags_now = os.environ.get("XLA_FLAGS", "")
+    if name in flags_now:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags_now} --{name}={value}".strip()
+    return True
+
+
 def prefer_wide_cpu_vectors() -> bool:
     """On a CPU with AVX-512, lets XLA:CPU emit 512-bit vectors (``--xla_cpu_prefer_vector_width=512`` in
     ``XLA_FLAGS``; its default prefers 256): the EDP and CDP updates ran 8-17% faster on a 2-core AVX-512 Xeon
     (README, "Results"). Must run before JAX's backend starts; a width the caller's ``XLA_FLAGS`` sets is kept,
     and other CPUs are left alone. Returns whether it set the flag."""
-    flags_now = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_prefer_vector_width" in flags_now or "avx512f" not in cpu_model_and_flags()[1]:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags_now} --xla_cpu_prefer_vector_width=512".strip()
-    return True
+    return "avx512f" in cpu_model_and_flags()[1] and add_xla_flag("xla_cpu_prefer_vector_width", "512")
 
 
 @contextlib.contextmanager

@@ -10,13 +10,11 @@ os.environ.setdefault("CDP_JAX_CACHE", tempfile.mkdtemp(prefix="cdp-jax-cache-")
 # XLA's CPU backend at optimisation level 1 instead of 2, here and in every CLI subprocess the tests start:
 # compiling is most of the suite's time, and level 1 compiles a UNet update in 45 s instead of 69 s while the steps
 # run as fast (2-core AVX2 EPYC: SAC update 6.1 vs 6.9 ms, EDP make_train_chunk 32.5 vs 33.2 ms, the toy2d test
-# 39 vs 42 s). A level set in the caller's XLA_FLAGS is kept.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
-# The CLI's 512-bit vectors on AVX-512 CPUs (cdp_jax.cli.prefer_wide_cpu_vectors), here too, so the tests and the
-# CLI runs they start compute alike.
-from cdp_jax.cli import prefer_wide_cpu_vectors  # noqa: E402
+# 39 vs 42 s). A level set in the caller's XLA_FLAGS is kept. And the CLI's 512-bit vectors on AVX-512 CPUs
+# (cdp_jax.cli.prefer_wide_cpu_vectors), so the tests and the CLI runs they start compute alike.
+from cdp_jax.cli import add_xla_flag, prefer_wide_cpu_vectors  # noqa: E402
 
+add_xla_flag("xla_backend_optimization_level", "1")
 prefer_wide_cpu_vectors()
 
 
