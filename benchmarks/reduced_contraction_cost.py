@@ -69,25 +69,31 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def main(_, args: flags.FlagValues) -> int:
     if args.figure:
-        print(json.dumps(one_figure(*FIGURES[int(args.figure)][1:])))
+        import jax
+        print(json.dumps(dict(updates_per_s=one_figure(*FIGURES[int(args.figure)][1:]),
+                              device=f"{jax.devices()[0].device_kind} x{jax.device_count()}")))
         return 0
     unknown = set(args.only) - set(SHAPES)
     if unknown:
         raise SystemExit(f"unknown --only group(s) {sorted(unknown)}; choose from {list(SHAPES)}")
     chosen = [(i, f) for i, f in enumerate(FIGURES) if f[1] in args.only]
     base = {group: name for name, group, probes, *_ in FIGURES if probes is None}
-    rounds = []
+    rounds, device = [], ""
     for r in range(args.rounds):
         sps = {}
-        for i, (name, *_) in chosen:
+        rounds.append(dict(updates_per_s=sps))
+        for i, (name, *_) in chosen:   # the file is rewritten after every figure: a killed run keeps what it measured
             out = subprocess.run([sys.executable, "-m", "benchmarks.reduced_contraction_cost", f"--figure={i}"],
                                  capture_output=True, text=True, check=True)
-            sps[name] = float(out.stdout.strip().splitlines()[-1])
-        ratio = {name: sps[base[group]] / sps[name] for _, (name, group, probes, *_) in chosen if probes is not None}
-        rounds.append(dict(updates_per_s=sps, ratio_to_gamma0=ratio))
-        print(f"round {r}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items()), flush=True)
-        atomic_write_text(args.out, json.dumps(dict(figures=[name for _, (name, *_) in chosen], rounds=rounds),
-                                               indent=1))
+            figure = json.loads(out.stdout.strip().splitlines()[-1])
+            sps[name], device = figure["updates_per_s"], figure["device"]
+            rounds[-1]["ratio_to_gamma0"] = {
+                name: sps[base[group]] / sps[name] for _, (name, group, probes, *_) in chosen
+                if probes is not None and name in sps and base[group] in sps}
+            atomic_write_text(args.out, json.dumps(dict(device=device, figures=[name for _, (name, *_) in chosen],
+                                                        rounds=rounds), indent=1))
+        print(f"round {r}: " + ", ".join(f"{k} {v:.2f}x" for k, v in rounds[-1]["ratio_to_gamma0"].items()),
+              flush=True)
     return 0
 
 
