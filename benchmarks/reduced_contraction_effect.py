@@ -27,8 +27,8 @@ from cdp_jax.io import atomic_write_text
 
 _BASE = flags.DEFINE_list("base", [], "workdirs whose γ = 0 and full (every update, whole batch) CDP members are the "
                           "references")
-_VARIANT = flags.DEFINE_multi_string("variant", [], "'label=workdir' of a sweep trained with contraction.every > 1 "
-                                     "or contraction.batch_fraction < 1")
+_VARIANT = flags.DEFINE_multi_string("variant", [], "'label=workdir[,workdir...]': sweeps (of other seeds) trained "
+                                     "with contraction.every > 1 or contraction.batch_fraction < 1")
 _OUT = flags.DEFINE_string("out", "", "where the Markdown table goes ('' prints it only)")
 METRICS = ("return", "success", "lambda_max", "action_std")
 
@@ -76,10 +76,10 @@ def table(base: dict, variants: dict[str, dict]) -> str:
 def main(_) -> int:
     variants = {}
     for item in _VARIANT.value:
-        label, sep, workdir = item.rpartition("=")
+        label, sep, workdirs = item.rpartition("=")
         if not sep or not label:
-            raise SystemExit(f"--variant={item!r}: write label=workdir")
-        variants[label] = members([workdir])
+            raise SystemExit(f"--variant={item!r}: write label=workdir[,workdir...]")
+        variants[label] = members(workdirs.split(","))
     text = table(members(_BASE.value), variants)
     print(text)
     if _OUT.value:
