@@ -29,7 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, generate_image_size=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
-        eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
+        eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_max_envs=0, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
         sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), subset_seed=-1,
         consistency_states=64, consistency_samples=8, grid_chunk=0, group_by_contraction=True, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
@@ -71,6 +71,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"agent {cfg.agent!r} has no diffusion model, so gammas must be (0.0,)")
     if int(cfg.get("eval_workers", 1)) < 0:
         raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
+    if int(cfg.get("eval_max_envs", 0)) < 0:
+        raise ValueError(f"eval_max_envs must be >= 0 (0: every member's episodes at once), got {cfg.eval_max_envs}")
     if cfg.get("eval_overlap", False) and cfg.get("distributed", False):
         raise ValueError("eval_overlap works in one process only; leave it False with distributed=True")
     for name in ("num_steps", "eval_every", "eval_episodes", "batch_size", "consistency_states"):

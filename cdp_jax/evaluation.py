@@ -23,7 +23,8 @@ def grid_actor(act_fn: Callable) -> Callable:
 
 
 def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
-             num_episodes: int, seed: int = 0, workers: int = 1, return_clip: tuple = ()) -> dict[str, np.ndarray]:
+             num_episodes: int, seed: int = 0, workers: int = 1, return_clip: tuple = (),
+             max_envs: int = 0) -> dict[str, np.ndarray]:
     """Runs ``num_episodes`` episodes per member, all members in lockstep.
 
     Args:
@@ -34,6 +35,10 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
         the results do not depend on it.
       return_clip: ``(low, high)`` applied to each episode's return before the normalised score (the official
         evaluation clips kitchen returns to [0, 4] and antmaze returns to [0, 1]); ``()`` leaves them.
+      max_envs: the most environments alive at once (0: all ``G * num_episodes``). Above it the members run in
+        waves of nearly equal size, each of at least one member with all its episodes; as each member has its own
+        key, the results do not depend on it. A robosuite environment holds about 100 MB, so 18 members x 10
+        episodes at once take 19 GB.
     Returns:
       ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
       ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
@@ -41,6 +46,23 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
     g, e = keys.shape[0], num_episodes
     if info.eval_env_spec is None:
         info.make_env()                                    # raises the one-line DatasetError
+    if max_envs < 0:
+        raise ValueError(f"max_envs must be >= 0 (0: no bound), got {max_envs}")
+    waves = 1 if max_envs == 0 else -(-g // max(1, max_envs // e))
+    parts = [_rollouts(jax.tree.map(lambda x: x[m[0]:m[-1] + 1], agents), act, info, normalizer, keys[m[0]:m[-1] + 1],
+                       e, seed, workers) for m in np.array_split(np.arange(g), waves)]
+    returns, success = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    reports_success = any(p[2] for p in parts)
+    has_ref = info.ref_min_score is not None and info.ref_max_score is not None
+    scored = np.clip(returns, *return_clip) if return_clip else returns
+    score = info.normalized_score(scored).mean(1) if has_ref else np.full(g, np.nan)
+    return {"return": returns.mean(1), "normalized_score": score,
+            "success": success.mean(1) if reports_success else np.full(g, np.nan)}
+
+
+def _rollouts(agents, act, info, normalizer, keys, e, seed, workers):
+    """``(returns [G, e], success [G, e], whether any step reported success)`` of one wave of members."""
+    g = keys.shape[0]
     done = np.zeros(g * e, bool)
     returns, success = np.zeros(g * e), np.zeros(g * e)
     reports_success = False
@@ -58,12 +80,7 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
             success[reported] = np.maximum(success[reported], succ[reported])
             done |= finished
             t += 1
-    returns, success = returns.reshape(g, e), success.reshape(g, e)
-    has_ref = info.ref_min_score is not None and info.ref_max_score is not None
-    scored = np.clip(returns, *return_clip) if return_clip else returns
-    score = info.normalized_score(scored).mean(1) if has_ref else np.full(g, np.nan)
-    return {"return": returns.mean(1), "normalized_score": score,
-            "success": success.mean(1) if reports_success else np.full(g, np.nan)}
+    return returns.reshape(g, e), success.reshape(g, e), reports_success
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")

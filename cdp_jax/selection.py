@@ -39,7 +39,8 @@ def holdout_scores(workdir: str, episodes: int) -> tuple[list[dict], dict]:
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 3), step))(seeds)
     scores = evaluation.evaluate(agents, act, info, Normalizer.from_meta(meta), keys, episodes,
                                  seed=int(cfg["eval_seed"]) + HOLDOUT_OFFSET, workers=int(cfg.get("eval_workers", 1)),
-                                 return_clip=tuple(cfg.get("eval_return_clip", ())))
+                                 return_clip=tuple(cfg.get("eval_return_clip", ())),
+                                 max_envs=int(cfg.get("eval_max_envs", 0)))
     rows = [dict(seed=m["seed"], data_fraction=m["data_fraction"], gamma=m["gamma"],
                  holdout_score=float(scores["normalized_score"][i])) for i, m in enumerate(meta["members"])]
     return rows, cfg

@@ -319,7 +319,8 @@ class Sweep:
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 2), step))(
             seeds[block])
         scores = evaluation.evaluate(agents, act, info, norm, keys, cfg.eval_episodes, cfg.eval_seed,
-                                     workers=cfg.eval_workers or os.cpu_count(), return_clip=tuple(cfg.eval_return_clip))
+                                     workers=cfg.eval_workers or os.cpu_count(), return_clip=tuple(cfg.eval_return_clip),
+                                     max_envs=cfg.eval_max_envs)
         key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
         local = np.stack([scores["normalized_score"], scores["return"], scores["success"],
                           evaluation.action_spread(agents, probe_obs, key, cfg.consistency_samples),

@@ -11,7 +11,8 @@ LOCK = ".lock"
 CONFIG = "config.json"
 
 
-def fingerprint(config_dict: dict, ignore=("resume", "overwrite", "eval_overlap", "progress_every")) -> str:
+def fingerprint(config_dict: dict, ignore=("resume", "overwrite", "eval_overlap", "eval_max_envs",
+                                           "progress_every")) -> str:
     """Canonical JSON of a config without the keys that may change between runs of the same sweep."""
     return json.dumps({k: v for k, v in config_dict.items() if k not in ignore}, sort_keys=True, default=str, indent=1)
 

@@ -1,4 +1,5 @@
-"""EnvPool: worker processes step the same environments as the in-process pool, value for value."""
+"""EnvPool: worker processes step the same environments as the in-process pool, value for value; the evaluation
+in waves of members gives the results of all members at once."""
 import os
 import signal
 
@@ -66,3 +67,28 @@ def test_workers_outlive_a_group_signal_and_a_dead_worker_is_one_message():
     finally:
         pool.close()
     assert not any(p.is_alive() for p in pool.procs)
+
+
+def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_root):
+    import jax
+    import jax.numpy as jnp
+
+    from cdp_jax import evaluation
+    from cdp_jax.datasets import Normalizer, load_transitions
+    _, info = load_transitions("local/toy/reach-v0")
+    d = info.action_space.shape[0]
+    # Members differ (their own gain towards a target) and draw noise from their own key, as a diffusion policy does.
+    act = evaluation.grid_actor(lambda gain, obs, key: jnp.clip(
+        gain * (jnp.array([0.6, 0.6]) - obs[..., :d]) + jax.random.normal(key, obs.shape[:-1] + (d,)), -1, 1))
+    gains = jnp.array([0.0, 1.0, 2.0, 4.0, 8.0])
+    keys = jax.random.split(jax.random.PRNGKey(3), 5)
+    norm = Normalizer.from_info(info, "none")
+    run = lambda max_envs: evaluation.evaluate(gains, act, info, norm, keys, 3, seed=11, max_envs=max_envs)
+    together = run(0)
+    assert len(set(together["return"].tolist())) >= 3               # the members differ: a wrong order would show
+    for max_envs in (3, 7, 9, 100):                               # 1 member per wave, 2 (uneven), 3 (2 waves), all
+        waves = run(max_envs)
+        for k in together:
+            np.testing.assert_array_equal(waves[k], together[k])
+    with pytest.raises(ValueError, match="max_envs must be >= 0"):
+        run(-1)

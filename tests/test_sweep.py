@@ -318,6 +318,7 @@ def test_other_paper_configs_carry_the_official_settings(path, task, dataset_id,
     (dict(data_fractions=(1e-9,)), "keeps only 1 of 600 transitions, fewer than one batch"),
     (dict(dataset_id="local/toy/raech-v0"), "is not local, and generator 'toy-reach' writes 'local/toy/reach-v0'"),
     (dict(eval_overlap=True), "eval_overlap needs a device to evaluate on"),
+    (dict(eval_max_envs=-1), "eval_max_envs must be >= 0"),
 ])
 def test_bad_input_found_at_run_start_writes_nothing(minari_root, tmp_path, overrides, message):
     import minari
