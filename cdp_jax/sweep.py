@@ -1,6 +1,7 @@
 """The host driver of a sweep: dataset, grid, then per chunk of ``eval_every`` steps the compiled training
-function (:mod:`cdp_jax.grid`), evaluation of every member at once, results rows, TensorBoard scalars and an
-orbax checkpoint. Rerunning the same command resumes from the last checkpoint with identical results.
+function (:mod:`cdp_jax.grid`), an orbax checkpoint, evaluation of every member at once, results rows and
+TensorBoard scalars. Rerunning the same command resumes from the last checkpoint with identical results (a chunk
+whose evaluation died is evaluated from its checkpoint, not trained again).
 
 Data flow: ``validate`` (:mod:`cdp_jax.config`) -> dataset (generated on first use when the config names a
 generator) -> ``build_grid`` -> ``init_agents`` (vmap of ``Agent.create``) -> chunks -> ``summary.md`` and plots.
@@ -40,6 +41,9 @@ from cdp_jax.tensorboard import MemberBoards
 from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_config
 
 EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_max")
+# The train metrics of the newest checkpoint, written just before it (and before its evaluation): a rerun after an
+# evaluation that died (out of memory, a crashed simulator) evaluates the restored chunk instead of training it again.
+UNEVALUATED = "unevaluated_chunk.json"
 
 
 def progress_steps(cfg) -> int:
@@ -137,7 +141,8 @@ class Sweep:
         return data, info
 
     def _clear_outputs(self) -> None:
-        for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard"):
+        for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard",
+                     UNEVALUATED):
             path = os.path.join(self.workdir, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -202,6 +207,10 @@ class Sweep:
                 rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
                          if r["step"] <= start] if start else []
+        unevaluated_path = os.path.join(self.workdir, UNEVALUATED)
+        # The newest checkpoint's evaluation never finished: its train metrics wait in UNEVALUATED.
+        unevaluated = _unevaluated_metrics(unevaluated_path, start, ckpt.directory) \
+            if start and all(r["step"] != start for r in rows) else None
 
         train_chunk = make_train_chunk(data, cfg.batch_size, progress_steps(cfg))
         act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
@@ -220,8 +229,18 @@ class Sweep:
         def evaluate(done, agents, diverged, seeds, probe_obs, probe_act):
             return self._evaluate(agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, done)
 
-        def record(done, chunk_state, metrics, new_rows):
-            """Everything after a chunk's evaluation: rows, metrics, TensorBoard, results files, checkpoint."""
+        def checkpoint(done, chunk_state, metrics):
+            """A chunk's state, saved before its evaluation, its train metrics written just before it."""
+            t0 = time.perf_counter()
+            host = distributed.to_host(metrics)     # on every process (a collective across processes)
+            if primary:
+                atomic_write_text(unevaluated_path, json.dumps(dict(step=done, metrics={
+                    k: np.asarray(v).tolist() for k, v in host.items()})))
+            ckpt.save(done, chunk_state)
+            self.timing["write_s"] += time.perf_counter() - t0
+
+        def record(done, metrics, new_rows):
+            """Everything after a chunk's evaluation: rows, metrics, TensorBoard, results files."""
             t0 = time.perf_counter()
             rows.extend(dict(r, wall_time=round(wall_before + t0 - loop_start, 2)) for r in new_rows)
             metrics = distributed.to_host(metrics)
@@ -234,7 +253,6 @@ class Sweep:
                 results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
                 results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
                                   ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
-            ckpt.save(done, chunk_state)
             self.timing["write_s"] += time.perf_counter() - t0
             latest = rows[-grid.size:]
             metric = results.headline_metric(latest)
@@ -245,12 +263,23 @@ class Sweep:
 
         def collect(pending):
             """Waits for an overlapped evaluation and records its chunk."""
-            done, future, chunk_state, metrics = pending
+            done, future, metrics = pending
             t0 = time.perf_counter()
             new_rows, seconds = future.result()
             self.timing["eval_wait_s"] += time.perf_counter() - t0
             self.timing["eval_s"] += seconds
-            record(done, chunk_state, metrics, new_rows)
+            record(done, metrics, new_rows)
+
+        def evaluate_now(done, chunk_state, metrics):
+            if evaluator is not None:               # on the evaluation device, whose copies it makes
+                return collect((done, evaluator.submit(functools.partial(evaluate, done), chunk_state["agents"],
+                                                       chunk_state["diverged"], *constants), metrics))
+            t1 = time.perf_counter()
+            new_rows = evaluate(done, chunk_state["agents"], chunk_state["diverged"], *constants)
+            seconds = time.perf_counter() - t1
+            self.timing["eval_s"] += seconds
+            self.timing["eval_wait_s"] += seconds
+            record(done, metrics, new_rows)
 
         evaluator = BackgroundEvaluator(eval_device) if cfg.eval_overlap else None
         constants = (grid.seeds, probe_obs, probe_act)      # what every evaluation reads: on its device once
@@ -258,23 +287,22 @@ class Sweep:
             constants = jax.device_put(constants, eval_device)
         pending = None          # overlap: (step, future, state, metrics) of the chunk under evaluation
         try:
+            if unevaluated is not None:
+                evaluate_now(start, state, unevaluated)
             for step in range(start, cfg.num_steps, cfg.eval_every):
                 t0 = time.perf_counter()
                 agents, diverged, metrics = self._train(train_chunk, layout, grid, state, step, bar)
                 self.timing["train_s"] += time.perf_counter() - t0
                 state, done = {"agents": agents, "diverged": diverged}, step + cfg.eval_every
                 if evaluator is None:
-                    t1 = time.perf_counter()
-                    new_rows = evaluate(done, agents, diverged, *constants)
-                    seconds = time.perf_counter() - t1
-                    self.timing["eval_s"] += seconds
-                    self.timing["eval_wait_s"] += seconds
-                    record(done, state, metrics, new_rows)
+                    checkpoint(done, state, metrics)
+                    evaluate_now(done, state, metrics)
                     continue
                 if pending is not None:             # chunk k's evaluation ran while chunk k + 1 trained
                     collect(pending)
+                checkpoint(done, state, metrics)    # after chunk k is recorded: only the newest lacks its rows
                 future = evaluator.submit(functools.partial(evaluate, done), agents, diverged, *constants)
-                pending = (done, future, state, metrics)
+                pending = (done, future, metrics)
             if pending is not None:
                 collect(pending)
         finally:                                    # finished, stopped or failed: nothing left open
@@ -335,3 +363,16 @@ class Sweep:
 
     def finish(self, rows: list[dict]) -> None:
         results.write_reports(rows, self.workdir)
+
+
+def _unevaluated_metrics(path: str, step: int, checkpoints: str) -> dict:
+    """The train metrics ``{name: [G]}`` that :data:`UNEVALUATED` holds for checkpoint ``step``."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("step") != step:
+        raise ValueError(f"the checkpoint of step {step} in {checkpoints} has no rows in results.csv and no train "
+                         f"metrics in {path}; rerun with --config.resume=False to start over")
+    return {k: np.asarray(v, np.float32) for k, v in saved["metrics"].items()}

@@ -65,12 +65,16 @@ def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         run(tiny_config(), tmp_path / "crashed")
     monkeypatch.setattr(Checkpoints, "save", original)
-    assert [r["step"] for r in results.read_csv(tmp_path / "crashed" / "results.csv")] == [20.0] * 8
+    # Killed after the first chunk's checkpoint, before its evaluation: the rerun evaluates the restored chunk
+    # (its train metrics kept beside the checkpoint) instead of training it again.
+    assert results.read_csv(tmp_path / "crashed" / "results.csv") == []
     _, resumed = run(tiny_config(), tmp_path / "crashed")
     assert len(resumed) == len(reference)
     for a, b in zip(resumed, reference):
         for key in ("step", "return", "normalized_score", "action_std", "lambda_max"):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    metrics = lambda w: results.read_csv(w / "train_metrics.csv")
+    assert metrics(tmp_path / "crashed") == metrics(straight[2])           # the restored chunk's metrics too
     finished, _ = run(tiny_config(), tmp_path / "crashed")                # resuming a finished sweep trains nothing
     assert finished.timing["train_s"] == 0.0
     restarted, rows = run(tiny_config(resume=False), tmp_path / "crashed")   # resume=False starts over
@@ -389,6 +393,23 @@ def test_tensorboard_scalars_per_member_match_the_results(straight, tmp_path):
     np.testing.assert_allclose(scalars[("train/loss", 40)], metrics[-1]["loss"], rtol=1e-6)
     run(tiny_config(tensorboard=False), tmp_path / "off")
     assert not os.path.exists(tmp_path / "off" / "tensorboard")
+
+
+def test_a_checkpoint_without_rows_or_train_metrics_is_one_line(minari_root, tmp_path, monkeypatch):
+    original = Checkpoints.save
+
+    def crash_after_first(self, step, state):
+        original(self, step, state)
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Checkpoints, "save", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(num_steps=20), tmp_path / "w")
+    monkeypatch.setattr(Checkpoints, "save", original)
+    os.remove(tmp_path / "w" / sweep.UNEVALUATED)
+    with pytest.raises(ValueError, match="checkpoint of step 20 .* has no rows in results.csv and no train metrics"
+                                         ".*--config.resume=False"):
+        run(tiny_config(num_steps=20), tmp_path / "w")
 
 
 def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(straight, tmp_path, monkeypatch):
