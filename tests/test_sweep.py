@@ -53,8 +53,8 @@ def test_grid_member_equals_member_alone(straight, tmp_path):
         assert os.path.getsize(workdir / "plots" / name) > 5_000
 
 
-def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypatch):
-    _, reference, _ = straight
+def killed_after_first_checkpoint(config, workdir, monkeypatch):
+    """Runs ``config`` in ``workdir`` until its first checkpoint is written, then kills it (before its evaluation)."""
     original = Checkpoints.save
 
     def crash_after_first(self, step, state):
@@ -63,8 +63,13 @@ def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypat
 
     monkeypatch.setattr(Checkpoints, "save", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
-        run(tiny_config(), tmp_path / "crashed")
+        run(config, workdir)
     monkeypatch.setattr(Checkpoints, "save", original)
+
+
+def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypatch):
+    _, reference, _ = straight
+    killed_after_first_checkpoint(tiny_config(), tmp_path / "crashed", monkeypatch)
     # Killed after the first chunk's checkpoint, before its evaluation: the rerun evaluates the restored chunk
     # (its train metrics kept beside the checkpoint) instead of training it again.
     assert results.read_csv(tmp_path / "crashed" / "results.csv") == []
@@ -396,16 +401,7 @@ def test_tensorboard_scalars_per_member_match_the_results(straight, tmp_path):
 
 
 def test_a_checkpoint_without_rows_or_train_metrics_is_one_line(minari_root, tmp_path, monkeypatch):
-    original = Checkpoints.save
-
-    def crash_after_first(self, step, state):
-        original(self, step, state)
-        raise KeyboardInterrupt("simulated kill")
-
-    monkeypatch.setattr(Checkpoints, "save", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(tiny_config(num_steps=20), tmp_path / "w")
-    monkeypatch.setattr(Checkpoints, "save", original)
+    killed_after_first_checkpoint(tiny_config(num_steps=20), tmp_path / "w", monkeypatch)
     os.remove(tmp_path / "w" / sweep.UNEVALUATED)
     with pytest.raises(ValueError, match="checkpoint of step 20 .* has no rows in results.csv and no train metrics"
                                          ".*--config.resume=False"):
