@@ -285,7 +285,7 @@ class Sweep:
         constants = (grid.seeds, probe_obs, probe_act)      # what every evaluation reads: on its device once
         if evaluator is not None:
             constants = jax.device_put(constants, eval_device)
-        pending = None          # overlap: (step, future, state, metrics) of the chunk under evaluation
+        pending = None          # overlap: (step, future, metrics) of the chunk under evaluation
         try:
             if unevaluated is not None:
                 evaluate_now(start, state, unevaluated)
