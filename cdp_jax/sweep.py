@@ -230,7 +230,8 @@ class Sweep:
             return self._evaluate(agents, diverged, seeds, probe_obs, probe_act, act, info, norm, grid, done)
 
         def checkpoint(done, chunk_state, metrics):
-            """A chunk's state, saved before its evaluation, its train metrics written just before it."""
+            """A chunk's state, saved before its evaluation, its train metrics written just before it; returns the
+            metrics on the host, as :func:`record` takes them."""
             t0 = time.perf_counter()
             host = distributed.to_host(metrics)     # on every process (a collective across processes)
             if primary:
@@ -238,12 +239,13 @@ class Sweep:
                     k: np.asarray(v).tolist() for k, v in host.items()})))
             ckpt.save(done, chunk_state)
             self.timing["write_s"] += time.perf_counter() - t0
+            return host
 
         def record(done, metrics, new_rows):
-            """Everything after a chunk's evaluation: rows, metrics, TensorBoard, results files."""
+            """Everything after a chunk's evaluation: rows, ``metrics`` (``{name: [G]}`` on the host), TensorBoard,
+            results files."""
             t0 = time.perf_counter()
             rows.extend(dict(r, wall_time=round(wall_before + t0 - loop_start, 2)) for r in new_rows)
-            metrics = distributed.to_host(metrics)
             new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
                            for i, m in enumerate(grid.members)]
             train_metrics.extend(new_metrics)
@@ -295,14 +297,13 @@ class Sweep:
                 self.timing["train_s"] += time.perf_counter() - t0
                 state, done = {"agents": agents, "diverged": diverged}, step + cfg.eval_every
                 if evaluator is None:
-                    checkpoint(done, state, metrics)
-                    evaluate_now(done, state, metrics)
+                    evaluate_now(done, state, checkpoint(done, state, metrics))
                     continue
                 if pending is not None:             # chunk k's evaluation ran while chunk k + 1 trained
                     collect(pending)
-                checkpoint(done, state, metrics)    # after chunk k is recorded: only the newest lacks its rows
+                host = checkpoint(done, state, metrics)     # after chunk k is recorded: only the newest lacks rows
                 future = evaluator.submit(functools.partial(evaluate, done), agents, diverged, *constants)
-                pending = (done, future, metrics)
+                pending = (done, future, host)
             if pending is not None:
                 collect(pending)
         finally:                                    # finished, stopped or failed: nothing left open
