@@ -72,7 +72,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if int(cfg.get("eval_workers", 1)) < 0:
         raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
     if int(cfg.get("eval_max_envs", 0)) < 0:
-        raise ValueError(f"eval_max_envs must be >= 0 (0: every member's episodes at once), got {cfg.eval_max_envs}")
+        raise ValueError(f"eval_max_envs must be >= 0 (0: as many as fit in half the available memory), "
+                         f"got {cfg.eval_max_envs}")
     if cfg.get("eval_overlap", False) and cfg.get("distributed", False):
         raise ValueError("eval_overlap works in one process only; leave it False with distributed=True")
     for name in ("num_steps", "eval_every", "eval_episodes", "batch_size", "consistency_states"):

@@ -5,13 +5,19 @@
 split into contiguous blocks, each owned by one ``spawn``-started process (safe next to JAX's threads); every
 env still sees exactly the same seeds and actions, so the results equal the in-process pool's bit for bit.
 Workers pay off when many envs step per call (a large grid on a many-core GPU host); on 2 cores stay at 1.
+
+:func:`envs_that_fit` bounds how many environments may live at once: it measures one environment's memory in a fresh
+process (a robosuite one holds about 100 MB) and compares it with the memory available now.
 """
 from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
 import os
+import resource
 import signal
+import sys
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -83,6 +89,101 @@ def _worker(conn, spec, layout, n):
             conn.send(("ok", getattr(block, cmd)(*args)))
         except Exception as err:  # noqa: BLE001 - sent back and raised in the parent with its message
             conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+class EnvMemory(NamedTuple):
+    """Resident memory, in bytes, of a process that built environments of one spec: ``base`` after the imports and
+    the first environment, ``per_env`` for each further one."""
+
+    base: int
+    per_env: int
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak (which only grows while environments are built)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _measure_worker(conn, spec, count):
+    register_robotics_envs()
+    envs = [gym.make(spec)]
+    envs[0].reset(seed=0)
+    base = _resident_bytes()
+    for k in range(count):
+        envs.append(gym.make(spec))
+        envs[-1].reset(seed=k + 1)
+    conn.send(EnvMemory(base, max(0, _resident_bytes() - base) // count))
+
+
+_MEASURED: dict[str, EnvMemory] = {}
+
+
+def environment_memory(spec, count: int = 4) -> EnvMemory:
+    """Measures ``spec``'s memory in a fresh ``spawn``-started process (this one's allocator would reuse memory that
+    earlier environments freed): one environment for the imports, then ``count`` more. Cached per spec."""
+    cached = _MEASURED.get(repr(spec))
+    if cached is not None:
+        return cached
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    saved = os.environ.get("JAX_PLATFORMS")
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    try:
+        proc = ctx.Process(target=_measure_worker, args=(child, spec, count), daemon=True)
+        proc.start()
+    finally:
+        if saved is None:
+            del os.environ["JAX_PLATFORMS"]
+        else:
+            os.environ["JAX_PLATFORMS"] = saved
+    child.close()
+    try:
+        measured = parent.recv()
+    except (EOFError, OSError):
+        proc.join()
+        raise RuntimeError(f"building {count + 1} evaluation environments to measure their memory failed (exit code "
+                           f"{proc.exitcode}): set eval_max_envs to a number to skip the measurement") from None
+    proc.join()
+    _MEASURED[repr(spec)] = measured
+    return measured
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the system's ``MemAvailable``, capped by a cgroup (v2 or v1) limit
+    such as a container's or a batch job's; ``None`` where neither can be read (not Linux)."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            limits += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f, open(usage_file) as g:
+                limit, usage = f.read().strip(), int(g.read())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:           # "max" or a huge number: no limit
+            limits.append(max(0, int(limit) - usage))
+    return min(limits) if limits else None
+
+
+def envs_that_fit(spec, workers: int = 1, share: float = 0.5) -> int:
+    """How many environments of ``spec`` fit in ``share`` of the memory available now (at least 1), counting the
+    base memory of each worker process when ``workers > 1``; 0 (no bound) where the available memory is unknown."""
+    available = available_memory()
+    if available is None:
+        return 0
+    memory = environment_memory(spec)
+    budget = share * available - (memory.base * workers if workers > 1 else 0)
+    return max(1, int(budget // max(memory.per_env, 1 << 20)))
 
 
 class EnvPool:

@@ -7,6 +7,7 @@ this process (fastest on two cores) or over worker processes (a many-core GPU ho
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Callable
 
 import jax
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cdp_jax.datasets import DatasetInfo, Normalizer
-from cdp_jax.envpool import EnvPool
+from cdp_jax.envpool import EnvPool, envs_that_fit
+
+_TOLD: set = set()                      # environment ids whose evaluation was split for memory, told once each
 
 
 def grid_actor(act_fn: Callable) -> Callable:
@@ -35,10 +38,11 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
         the results do not depend on it.
       return_clip: ``(low, high)`` applied to each episode's return before the normalised score (the official
         evaluation clips kitchen returns to [0, 4] and antmaze returns to [0, 1]); ``()`` leaves them.
-      max_envs: the most environments alive at once (0: all ``G * num_episodes``). Above it the members run in
-        waves of nearly equal size, each of at least one member with all its episodes; as each member has its own
-        key, the results do not depend on it. A robosuite environment holds about 100 MB, so 18 members x 10
-        episodes at once take 19 GB.
+      max_envs: the most environments alive at once; 0: as many as fit in half the memory available now, one
+        environment's memory measured once per process (:func:`cdp_jax.envpool.envs_that_fit`). Above it the
+        members run in waves of nearly equal size, each of at least one member with all its episodes; as each
+        member has its own key, the results do not depend on it. A robosuite environment holds about 100 MB, so
+        18 members x 10 episodes at once take 19 GB.
     Returns:
       ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
       ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
@@ -47,7 +51,14 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
     if info.eval_env_spec is None:
         info.make_env()                                    # raises the one-line DatasetError
     if max_envs < 0:
-        raise ValueError(f"max_envs must be >= 0 (0: no bound), got {max_envs}")
+        raise ValueError(f"max_envs must be >= 0 (0: as many as fit in memory), got {max_envs}")
+    if max_envs == 0:
+        max_envs = envs_that_fit(info.eval_env_spec, workers) if g > 1 else 0    # one member: nothing to split
+        if 0 < max_envs < g * e and info.eval_env_spec.id not in _TOLD:
+            _TOLD.add(info.eval_env_spec.id)
+            print(f"evaluation: {g * e} {info.eval_env_spec.id} environments would not fit in half the available "
+                  f"memory; at most {max_envs} at once (members in waves, same results; eval_max_envs sets it)",
+                  file=sys.stderr)
     waves = 1 if max_envs == 0 else -(-g // max(1, max_envs // e))
     parts = [_rollouts(jax.tree.map(lambda x: x[m[0]:m[-1] + 1], agents), act, info, normalizer, keys[m[0]:m[-1] + 1],
                        e, seed, workers) for m in np.array_split(np.arange(g), waves)]

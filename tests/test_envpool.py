@@ -1,5 +1,6 @@
-"""EnvPool: worker processes step the same environments as the in-process pool, value for value; the evaluation
-in waves of members gives the results of all members at once."""
+"""EnvPool: worker processes step the same environments as the in-process pool, value for value; an environment's
+memory is measured against a known allocation; the evaluation in waves of members gives the results of all members
+at once, and it splits into waves by itself when the environments would not fit in memory."""
 import os
 import signal
 
@@ -7,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from cdp_jax.envpool import EnvPool, register_robotics_envs
+from cdp_jax import envpool
+from cdp_jax.envpool import EnvMemory, EnvPool, register_robotics_envs
 
 register_robotics_envs()
 
@@ -69,7 +71,46 @@ def test_workers_outlive_a_group_signal_and_a_dead_worker_is_one_message():
     assert not any(p.is_alive() for p in pool.procs)
 
 
-def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_root):
+BLOB_BYTES = 48 << 20
+
+
+class BlobEnv(gym.Env):
+    """An environment that holds a known 48 MiB of memory (written, so resident)."""
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,))
+
+    def __init__(self):
+        self.blob = np.ones(BLOB_BYTES // 8)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+
+def test_environment_memory_is_the_memory_an_environment_holds():
+    spec = gym.envs.registration.EnvSpec("BlobEnv-v0", entry_point=BlobEnv)
+    memory = envpool.environment_memory(spec)
+    assert BLOB_BYTES <= memory.per_env < BLOB_BYTES + (4 << 20), memory
+    assert memory.base > BLOB_BYTES                              # the interpreter, gymnasium and the first env
+    assert envpool.environment_memory(spec) is memory            # measured once per process
+    available = envpool.available_memory()
+    with open("/proc/meminfo") as f:
+        total = int(f.readline().split()[1]) * 1024
+    assert 0 < available <= total
+
+
+def test_environments_that_fit_in_half_the_available_memory(monkeypatch):
+    spec = gym.spec("PointMaze_UMaze-v3")
+    monkeypatch.setitem(envpool._MEASURED, repr(spec), EnvMemory(base=300 << 20, per_env=50 << 20))
+    monkeypatch.setattr(envpool, "available_memory", lambda: 2000 << 20)
+    assert envpool.envs_that_fit(spec) == 20                      # 1000 MB / 50 MB
+    assert envpool.envs_that_fit(spec, workers=2) == 8            # (1000 - 2 x 300) / 50: each worker's imports
+    assert envpool.envs_that_fit(spec, workers=4) == 1            # nothing left: still one at a time
+    monkeypatch.setattr(envpool, "available_memory", lambda: None)
+    assert envpool.envs_that_fit(spec) == 0                       # not Linux: no bound
+
+
+def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_root, monkeypatch, capsys):
     import jax
     import jax.numpy as jnp
 
@@ -84,11 +125,14 @@ def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_
     keys = jax.random.split(jax.random.PRNGKey(3), 5)
     norm = Normalizer.from_info(info, "none")
     run = lambda max_envs: evaluation.evaluate(gains, act, info, norm, keys, 3, seed=11, max_envs=max_envs)
-    together = run(0)
+    together = run(100)
     assert len(set(together["return"].tolist())) >= 3               # the members differ: a wrong order would show
-    for max_envs in (3, 7, 9, 100):                               # 1 member per wave, 2 (uneven), 3 (2 waves), all
+    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers: 7)
+    monkeypatch.setattr(evaluation, "_TOLD", set())
+    for max_envs in (3, 7, 9, 0):                                 # 1 member per wave, 2 (uneven), 3 (2 waves), auto
         waves = run(max_envs)
         for k in together:
             np.testing.assert_array_equal(waves[k], together[k])
+    assert "15 cdp_jax/ToyReach-v0 environments would not fit" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_envs must be >= 0"):
         run(-1)

@@ -81,9 +81,6 @@ def get_config(arg: str = "lift"):
     cfg.subset_seed, cfg.subset_kind = 42, "transitions"
     cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.1), gammas(backbone)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
-    # A robosuite environment holds about 100 MB: evaluate at most 100 at once (members in waves; same results),
-    # so that 18 members x 10 episodes fit a 24 GB machine (all at once they took 19 GB and were killed).
-    cfg.eval_max_envs = 100
     if images:
         # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
         # 20 evaluation episodes; Pearce MLP emb 256 / hidden 512 (or DiT: d_model 320, 10 heads, depth 2).
