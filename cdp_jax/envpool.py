@@ -11,6 +11,7 @@ process (a robosuite one holds about 100 MB) and compares it with the memory ava
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -26,7 +27,6 @@ import numpy as np
 def register_robotics_envs() -> None:
     """Imports gymnasium-robotics (which registers PointMaze, AntMaze, ...) without its import-time notice about
     Adroit reward versions, which concerns environments this project never uses."""
-    import contextlib
     import io
     with contextlib.redirect_stderr(io.StringIO()):
         importlib.import_module("gymnasium_robotics")
@@ -91,6 +91,20 @@ def _worker(conn, spec, layout, n):
             conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
+@contextlib.contextmanager
+def _children_on_cpu():
+    """Processes started inside see ``JAX_PLATFORMS=cpu``: one that imports jax must not claim the accelerator."""
+    saved = os.environ.get("JAX_PLATFORMS")
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["JAX_PLATFORMS"]
+        else:
+            os.environ["JAX_PLATFORMS"] = saved
+
+
 class EnvMemory(NamedTuple):
     """Resident memory, in bytes, of a process that built environments of one spec: ``base`` after the imports and
     the first environment, ``per_env`` for each further one."""
@@ -131,16 +145,9 @@ def environment_memory(spec, count: int = 4) -> EnvMemory:
         return cached
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    saved = os.environ.get("JAX_PLATFORMS")
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    try:
-        proc = ctx.Process(target=_measure_worker, args=(child, spec, count), daemon=True)
+    proc = ctx.Process(target=_measure_worker, args=(child, spec, count), daemon=True)
+    with _children_on_cpu():
         proc.start()
-    finally:
-        if saved is None:
-            del os.environ["JAX_PLATFORMS"]
-        else:
-            os.environ["JAX_PLATFORMS"] = saved
     child.close()
     try:
         measured = parent.recv()
@@ -200,20 +207,13 @@ class EnvPool:
         self.bounds = list(zip(edges[:-1], edges[1:]))
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
-        saved = os.environ.get("JAX_PLATFORMS")
-        os.environ["JAX_PLATFORMS"] = "cpu"             # a worker that imports jax must not claim the accelerator
-        try:
+        with _children_on_cpu():
             for lo, hi in self.bounds:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, args=(child, spec, layout, hi - lo), daemon=True)
                 proc.start()
                 self.conns.append(parent)
                 self.procs.append(proc)
-        finally:
-            if saved is None:
-                del os.environ["JAX_PLATFORMS"]
-            else:
-                os.environ["JAX_PLATFORMS"] = saved
 
     def _call(self, cmd, *arrays):
         if self.local is not None:
