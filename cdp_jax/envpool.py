@@ -124,25 +124,28 @@ def _resident_bytes() -> int:
 
 
 def _measure_worker(conn, spec, count):
-    register_robotics_envs()
-    envs = [gym.make(spec)]
-    envs[0].reset(seed=0)
-    base = _resident_bytes()
-    for k in range(count):
-        envs.append(gym.make(spec))
-        envs[-1].reset(seed=k + 1)
-    conn.send(EnvMemory(base, max(0, _resident_bytes() - base) // count))
+    try:
+        register_robotics_envs()
+        envs = [gym.make(spec)]
+        envs[0].reset(seed=0)
+        base = _resident_bytes()
+        for k in range(count):
+            envs.append(gym.make(spec))
+            envs[-1].reset(seed=k + 1)
+        conn.send(EnvMemory(base, max(0, _resident_bytes() - base) // count))
+    except Exception:  # noqa: BLE001 - the pool that builds it next raises the error in full, in its own process
+        conn.send(None)
 
 
-_MEASURED: dict[str, EnvMemory] = {}
+_MEASURED: dict[str, EnvMemory | None] = {}
 
 
-def environment_memory(spec, count: int = 4) -> EnvMemory:
+def environment_memory(spec, count: int = 4) -> EnvMemory | None:
     """Measures ``spec``'s memory in a fresh ``spawn``-started process (this one's allocator would reuse memory that
-    earlier environments freed): one environment for the imports, then ``count`` more. Cached per spec."""
-    cached = _MEASURED.get(repr(spec))
-    if cached is not None:
-        return cached
+    earlier environments freed): one environment for the imports, then ``count`` more. ``None`` if the environment
+    fails to build there. Cached per spec."""
+    if repr(spec) in _MEASURED:
+        return _MEASURED[repr(spec)]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_measure_worker, args=(child, spec, count), daemon=True)
@@ -150,11 +153,9 @@ def environment_memory(spec, count: int = 4) -> EnvMemory:
         proc.start()
     child.close()
     try:
-        measured = parent.recv()
-    except (EOFError, OSError):
-        proc.join()
-        raise RuntimeError(f"building {count + 1} evaluation environments to measure their memory failed (exit code "
-                           f"{proc.exitcode}): set eval_max_envs to a number to skip the measurement") from None
+        measured = parent.recv()                # None: the environment failed to build; the pool will say why
+    except (EOFError, OSError):                 # the process died (killed, out of memory)
+        measured = None
     proc.join()
     _MEASURED[repr(spec)] = measured
     return measured
@@ -184,11 +185,12 @@ def available_memory() -> int | None:
 
 def envs_that_fit(spec, workers: int = 1, share: float = 0.5) -> int:
     """How many environments of ``spec`` fit in ``share`` of the memory available now (at least 1), counting the
-    base memory of each worker process when ``workers > 1``; 0 (no bound) where the available memory is unknown."""
+    base memory of each worker process when ``workers > 1``; 0 (no bound) where the available memory or the
+    environment's is unknown."""
     available = available_memory()
-    if available is None:
+    memory = None if available is None else environment_memory(spec)
+    if memory is None:
         return 0
-    memory = environment_memory(spec)
     budget = share * available - (memory.base * workers if workers > 1 else 0)
     return max(1, int(budget // max(memory.per_env, 1 << 20)))
 

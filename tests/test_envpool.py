@@ -110,6 +110,12 @@ def test_environments_that_fit_in_half_the_available_memory(monkeypatch):
     assert envpool.envs_that_fit(spec) == 0                       # not Linux: no bound
 
 
+def test_an_environment_that_fails_to_build_leaves_the_evaluation_unbounded():
+    spec = gym.envs.registration.EnvSpec("Broken-v0", entry_point="no_such_module:NoEnv")
+    assert envpool.environment_memory(spec) is None               # the pool will raise the full error itself
+    assert envpool.envs_that_fit(spec) == 0
+
+
 def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_root, monkeypatch, capsys):
     import jax
     import jax.numpy as jnp
