@@ -124,6 +124,8 @@ def _resident_bytes() -> int:
 
 
 def _measure_worker(conn, spec, count):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)        # as a pool worker: a group signal is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         register_robotics_envs()
         envs = [gym.make(spec)]

@@ -212,6 +212,21 @@ class Sweep:
         unevaluated = _unevaluated_metrics(unevaluated_path, start, ckpt.directory) \
             if start and all(r["step"] != start for r in rows) else None
 
+        def metric_rows(done, metrics):
+            """One train_metrics.csv row per member from ``{name: [G]}`` on the host."""
+            return [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()}) for i, m in enumerate(grid.members)]
+
+        def write_train_metrics(names):
+            results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
+                              ("seed", "data_fraction", "gamma", "step") + tuple(sorted(names)))
+
+        if start and unevaluated is None and all(r["step"] != start for r in train_metrics):
+            # Killed between the newest chunk's results.csv and its train_metrics.csv: its metrics wait there too.
+            recovered = _unevaluated_metrics(unevaluated_path, start, ckpt.directory)
+            train_metrics.extend(metric_rows(start, recovered))
+            if primary:
+                write_train_metrics(recovered)
+
         train_chunk = make_train_chunk(data, cfg.batch_size, progress_steps(cfg))
         act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
         k_states = jax.random.PRNGKey(cfg.eval_seed)
@@ -246,15 +261,13 @@ class Sweep:
             results files."""
             t0 = time.perf_counter()
             rows.extend(dict(r, wall_time=round(wall_before + t0 - loop_start, 2)) for r in new_rows)
-            new_metrics = [dict(m, step=done, **{k: float(v[i]) for k, v in metrics.items()})
-                           for i, m in enumerate(grid.members)]
+            new_metrics = metric_rows(done, metrics)
             train_metrics.extend(new_metrics)
             boards.log(done, [{**{f"train/{k}": m[k] for k in metrics},
                                **{f"eval/{k}": r[k] for k in EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
             if primary:
                 results.write_csv(os.path.join(self.workdir, "results.csv"), rows)
-                results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
-                                  ("seed", "data_fraction", "gamma", "step") + tuple(sorted(metrics)))
+                write_train_metrics(metrics)
             self.timing["write_s"] += time.perf_counter() - t0
             latest = rows[-grid.size:]
             metric = results.headline_metric(latest)

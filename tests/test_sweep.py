@@ -400,6 +400,27 @@ def test_tensorboard_scalars_per_member_match_the_results(straight, tmp_path):
     assert not os.path.exists(tmp_path / "off" / "tensorboard")
 
 
+def test_killed_between_the_results_and_the_train_metrics_of_the_last_chunk(straight, tmp_path, monkeypatch):
+    """A kill after the last chunk's results.csv and before its train_metrics.csv: the rerun has nothing to train,
+    and takes that chunk's metrics from the file kept beside its checkpoint (they were lost before)."""
+    cfg, original = tiny_config(), results.write_csv
+
+    def crash_before_last_metrics(path, rows, *args, **kwargs):
+        if str(path).endswith("train_metrics.csv") and max(r["step"] for r in rows) == cfg.num_steps:
+            raise KeyboardInterrupt("simulated kill")
+        return original(path, rows, *args, **kwargs)
+
+    monkeypatch.setattr(results, "write_csv", crash_before_last_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "crashed")
+    monkeypatch.setattr(results, "write_csv", original)
+    metrics = lambda w: results.read_csv(w / "train_metrics.csv")
+    assert max(r["step"] for r in metrics(tmp_path / "crashed")) < cfg.num_steps
+    finished, _ = run(tiny_config(), tmp_path / "crashed")
+    assert finished.timing["train_s"] == 0.0
+    assert metrics(tmp_path / "crashed") == metrics(straight[2])
+
+
 def test_a_checkpoint_without_rows_or_train_metrics_is_one_line(minari_root, tmp_path, monkeypatch):
     killed_after_first_checkpoint(tiny_config(num_steps=20), tmp_path / "w", monkeypatch)
     os.remove(tmp_path / "w" / sweep.UNEVALUATED)
