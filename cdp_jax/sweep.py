@@ -207,10 +207,6 @@ class Sweep:
                 rows = [r for r in results.read_csv(os.path.join(self.workdir, "results.csv")) if r["step"] <= start]
         train_metrics = [r for r in results.read_csv(os.path.join(self.workdir, "train_metrics.csv"))
                          if r["step"] <= start] if start else []
-        unevaluated_path = os.path.join(self.workdir, UNEVALUATED)
-        # The newest checkpoint's evaluation never finished: its train metrics wait in UNEVALUATED.
-        unevaluated = _unevaluated_metrics(unevaluated_path, start, ckpt.directory) \
-            if start and all(r["step"] != start for r in rows) else None
 
         def metric_rows(done, metrics):
             """One train_metrics.csv row per member from ``{name: [G]}`` on the host."""
@@ -220,12 +216,17 @@ class Sweep:
             results.write_csv(os.path.join(self.workdir, "train_metrics.csv"), train_metrics,
                               ("seed", "data_fraction", "gamma", "step") + tuple(sorted(names)))
 
-        if start and unevaluated is None and all(r["step"] != start for r in train_metrics):
-            # Killed between the newest chunk's results.csv and its train_metrics.csv: its metrics wait there too.
-            recovered = _unevaluated_metrics(unevaluated_path, start, ckpt.directory)
-            train_metrics.extend(metric_rows(start, recovered))
+        # train_metrics.csv lacks the newest checkpoint's metrics (they wait in UNEVALUATED) when its evaluation
+        # never finished (no rows either: it is evaluated first), or when a kill fell between its results.csv and
+        # its train_metrics.csv (rows present: the metrics are written now).
+        unevaluated_path = os.path.join(self.workdir, UNEVALUATED)
+        saved = _unevaluated_metrics(unevaluated_path, start, ckpt.directory) \
+            if start and all(r["step"] != start for r in train_metrics) else None
+        unevaluated = saved if all(r["step"] != start for r in rows) else None
+        if saved is not None and unevaluated is None:
+            train_metrics.extend(metric_rows(start, saved))
             if primary:
-                write_train_metrics(recovered)
+                write_train_metrics(saved)
 
         train_chunk = make_train_chunk(data, cfg.batch_size, progress_steps(cfg))
         act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
