@@ -63,9 +63,12 @@ def parse_flags(argv):
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError, NameError,
             ImportError) as err:
         message = " ".join(str(err).strip().strip('"').split())
+        last_line = ([line.strip() for line in str(err).splitlines() if line.strip()] or [""])[-1]
         if "Failed loading config file" in str(err) or "earlier failure to load" in str(err):
-            cause = [line.strip() for line in str(err).splitlines() if line.strip()][-1]
-            message = f"cannot load the --config file: {cause}"
+            message = f"cannot load the --config file: {last_line}"
+        elif "Error whilst parsing config file" in str(err):       # get_config(ARG) raised: its message only
+            flag = message.split(": Error whilst parsing", 1)[0].removeprefix("flag ")
+            message = f"{flag}: {last_line.partition(': ')[2] or last_line}"
         if isinstance(err, (AttributeError, KeyError)):
             message = f"unknown config key {message}"
         sys.exit(f"error: bad command line or config: {message}. `python -m experiments.sweep --help` lists the "

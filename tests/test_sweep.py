@@ -361,6 +361,9 @@ def test_missing_or_broken_config_file_gets_one_line(tmp_path):
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert proc.stderr.strip().startswith("error: bad command line or config") and \
             len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = _cli(["--config=experiments/configs/robomimic.py:liftt", f"--workdir={tmp_path / 'w'}"])  # get_config raises
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "robomimic.py:liftt: unknown robomimic task 'liftt'; use one of ('lift'" in proc.stderr, proc.stderr
     assert not os.path.exists(tmp_path / "w")
     help_text = _cli(["--config=experiments/configs/quickstart.py", "--help"]).stdout
     assert "--config.gammas=" in help_text and "--config.agent_config.diffusion.network='dql'" in help_text
