@@ -1,14 +1,16 @@
 """Robomimic speed figures on this machine, as one JSON file rewritten after every figure.
 
     python -m benchmarks.robomimic_throughput [--out=benchmarks/results/robomimic_cpu.json] [--demos=50]
-        [--steps=20] [--members=8] [--parts=generate,train,eval] [--tasks=lift,can,square]
+        [--steps=20] [--members=8] [--episodes=1] [--eval_workers=1,2] [--parts=generate,train,eval]
+        [--tasks=lift,can,square]
 
 * ``generate``: per task of ``--tasks`` (default lift): seconds per successful scripted demo, the controller's
   success rate and the demos' mean length.
 * ``train``: update steps/s of each Table 2 backbone at its batch size on Lift shapes (obs history 2 x 19):
   Pearce MLP (batch 512, one action), DP-Unet and DP-DiT (batch 256, chunk 16 x 7), BC-GMM (batch 512), γ = 0.
-* ``eval``: environment steps/s of ``--members`` DBC members evaluated in lockstep (one Lift episode each, the
-  Pearce policy's 50-step sampler per step), against raw robosuite stepping.
+* ``eval``: environment steps/s of ``--members`` DBC members evaluated in lockstep (``--episodes`` Lift episodes
+  each, the Pearce policy's 50-step sampler per step), with the environments stepped in this process and by each
+  count of worker processes in ``--eval_workers`` (the sweep's ``eval_workers``), against raw robosuite stepping.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def train_figures(steps: int) -> dict:
     return {"updates_per_s": out}
 
 
-def eval_figures(members: int) -> dict:
+def eval_figures(members: int, episodes: int, worker_counts: list[int]) -> dict:
     from cdp_jax import evaluation, robomimic_env
     from cdp_jax.agents import dbc
     from cdp_jax.agents.base import HParams
@@ -73,16 +75,19 @@ def eval_figures(members: int) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), members)
     norm = Normalizer.from_info(info, "none")
     evaluation.evaluate(agents, act, info, norm, keys, 1)                  # compile
-    start = time.perf_counter()
-    evaluation.evaluate(agents, act, info, norm, keys, 1)
-    grid = members * robomimic_env.TASKS["lift"].horizon / (time.perf_counter() - start)
+    grid = {}
+    for workers in worker_counts:                                         # the same episodes each time
+        start = time.perf_counter()
+        evaluation.evaluate(agents, act, info, norm, keys, episodes, workers=workers)
+        grid[workers] = members * episodes * robomimic_env.TASKS["lift"].horizon / (time.perf_counter() - start)
     env = robomimic_env.make_env(args)
     env.reset(seed=0)
     start = time.perf_counter()
     for _ in range(200):
         env.step(np.zeros(7))
-    return dict(eval_members=members, eval_env_steps_per_s=grid, raw_robosuite_steps_per_s=200 / (time.perf_counter()
-                                                                                                    - start))
+    raw = 200 / (time.perf_counter() - start)
+    return dict(eval_members=members, eval_episodes=episodes, eval_env_steps_per_s=grid[worker_counts[0]],
+                eval_env_steps_per_s_by_workers=grid, raw_robosuite_steps_per_s=raw)
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -90,6 +95,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("demos", 50, "scripted Lift demos to time", flag_values=fv)
     flags.DEFINE_integer("steps", 20, "update steps per timed call (chunk backbones: a tenth)", flag_values=fv)
     flags.DEFINE_integer("members", 8, "members evaluated in lockstep", flag_values=fv)
+    flags.DEFINE_integer("episodes", 1, "evaluation episodes per member", flag_values=fv)
+    flags.DEFINE_list("eval_workers", ["1"], "processes stepping the environments, each timed (1: in this "
+                      "process, 0: one per CPU core)", flag_values=fv)
     flags.DEFINE_list("parts", list(PARTS), f"which figures, of {PARTS}", flag_values=fv)
     flags.DEFINE_list("tasks", ["lift"], "tasks of the generate part (lift, can, square)", flag_values=fv)
 
@@ -97,7 +105,8 @@ def define_flags(fv: flags.FlagValues) -> None:
 def main(_, args: flags.FlagValues) -> int:
     figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
     measure = {"generate": lambda: generate_figures(args.demos, args.tasks), "train": lambda: train_figures(args.steps),
-               "eval": lambda: eval_figures(args.members)}
+               "eval": lambda: eval_figures(args.members, args.episodes,
+                                            [int(w) or os.cpu_count() for w in args.eval_workers])}
     for part in args.parts:
         figures.update(measure[part]())
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
