@@ -81,6 +81,10 @@ def get_config(arg: str = "lift"):
     cfg.subset_seed, cfg.subset_kind = 42, "transitions"
     cfg.seeds, cfg.data_fractions, cfg.gammas = 3, (1.0, 0.1), gammas(backbone)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
+    # robosuite's physics, not the policy, bounds the lockstep evaluation: one worker process per core stepped 9
+    # Lift members x 2 episodes at 108-115 env-steps/s against 80-83 in this process (2-core Xeon, Pearce policy;
+    # benchmarks/results/robomimic_eval_workers_cpu.json). Results do not depend on it.
+    cfg.eval_workers = 1 if images else 0
     if images:
         # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
         # 20 evaluation episodes; Pearce MLP emb 256 / hidden 512 (or DiT: d_model 320, 10 heads, depth 2).
