@@ -40,8 +40,8 @@ BACKBONES = ("pearce", "unet", "dit", "bc_gmm")
 # 16x less than one 7-dim action. Measured on a reduced UNet (model_dim 64, batch 64, generated Lift, 10% data,
 # 2000 updates; benchmarks/results/robomimic_lift_unet_gamma_cpu/): γ 0 / 1 / 10 / 100 took λmax(J_sym) at low
 # noise 0.90 / 0.87 / 0.73 / 0.35 and the average reward 273 / 278 / 292 / 337 (2 seeds, monotone in both); γ 0
-# vs 100 over 9 seeds: 193 vs 243 at 10% data (8 of 9 seeds ahead, p = 0.029), 224 vs 257 at 100% (7 of 9,
-# p = 0.14); success 0.89 vs 0.97 and 0.96 vs 1.00 (robomimic_lift_unet_g100_9seeds_cpu/paired.md); γ 0.1
+# vs 100 over 18 seeds: 191 vs 227 at 10% data (15 of 18 seeds ahead, p = 0.010), 215 vs 243 at 100% (13 of 18,
+# p = 0.037); success 0.91 vs 0.97 and 0.97 vs 1.00 (robomimic_lift_unet_g100_18seeds_cpu/paired.md); γ 0.1
 # changed nothing (robomimic_lift_unet_cpu/). 100 is the top of the paper's γ grid {0.001, ..., 100}. DiT: the
 # same normalisation argument; a reduced DiT (d_model 96, 6 seeds, 10%) measured no effect of γ 100 on reward
 # (+0.4 ± 75) although λmax fell 0.65 -> 0.19 (robomimic_lift_dit_g100_6seeds_cpu/).
