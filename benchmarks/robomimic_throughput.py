@@ -74,7 +74,7 @@ def eval_figures(members: int, episodes: int, worker_counts: list[int]) -> dict:
     act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
     keys = jax.random.split(jax.random.PRNGKey(0), members)
     norm = Normalizer.from_info(info, "none")
-    evaluation.evaluate(agents, act, info, norm, keys, 1)                  # compile
+    evaluation.evaluate(agents, act, info, norm, keys, episodes)           # compile at the timed calls' shapes
     grid = {}
     for workers in worker_counts:                                         # the same episodes each time
         start = time.perf_counter()
@@ -87,8 +87,8 @@ def eval_figures(members: int, episodes: int, worker_counts: list[int]) -> dict:
     for _ in range(200):
         env.step(np.zeros(7))
     raw = 200 / (time.perf_counter() - start)
-    return dict(eval_members=members, eval_episodes=episodes, eval_env_steps_per_s=float(np.median(grid[worker_counts[0]])),
-                eval_env_steps_per_s_by_workers=grid, raw_robosuite_steps_per_s=raw)
+    return dict(eval_members=members, eval_episodes=episodes, eval_env_steps_per_s_by_workers=grid,
+                eval_env_steps_per_s=float(np.median(grid[worker_counts[0]])), raw_robosuite_steps_per_s=raw)
 
 
 def define_flags(fv: flags.FlagValues) -> None:
