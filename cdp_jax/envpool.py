@@ -142,7 +142,10 @@ def _measure_worker(conn, spec, count):
 _MEASURED: dict[str, EnvMemory | None] = {}
 
 
-def environment_memory(spec, count: int = 4) -> EnvMemory | None:
+MEASURED_ENVS = 4
+
+
+def environment_memory(spec, count: int = MEASURED_ENVS) -> EnvMemory | None:
     """Measures ``spec``'s memory in a fresh ``spawn``-started process (this one's allocator would reuse memory that
     earlier environments freed): one environment for the imports, then ``count`` more. ``None`` if the environment
     fails to build there. Cached per spec."""
@@ -185,10 +188,14 @@ def available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def envs_that_fit(spec, workers: int = 1, share: float = 0.5) -> int:
+def envs_that_fit(spec, workers: int = 1, share: float = 0.5, wanted: int | None = None) -> int:
     """How many environments of ``spec`` fit in ``share`` of the memory available now (at least 1), counting the
     base memory of each worker process when ``workers > 1``; 0 (no bound) where the available memory or the
-    environment's is unknown."""
+    environment's is unknown, and, without measuring, where ``wanted`` environments are no more than the
+    measurement itself builds (``1 + MEASURED_ENVS``): it would cost as much as running them (a robosuite image
+    environment: about 10 s) and bound nothing."""
+    if wanted is not None and wanted <= 1 + MEASURED_ENVS:
+        return 0
     available = available_memory()
     memory = None if available is None else environment_memory(spec)
     if memory is None:

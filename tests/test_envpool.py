@@ -106,6 +106,9 @@ def test_environments_that_fit_in_half_the_available_memory(monkeypatch):
     assert envpool.envs_that_fit(spec) == 20                      # 1000 MB / 50 MB
     assert envpool.envs_that_fit(spec, workers=2) == 8            # (1000 - 2 x 300) / 50: each worker's imports
     assert envpool.envs_that_fit(spec, workers=4) == 1            # nothing left: still one at a time
+    assert envpool.envs_that_fit(spec, wanted=6) == 20
+    monkeypatch.setattr(envpool, "environment_memory", lambda spec: pytest.fail("measured a pool of five"))
+    assert envpool.envs_that_fit(spec, wanted=5) == 0             # the measurement would build as many: no bound
     monkeypatch.setattr(envpool, "available_memory", lambda: None)
     assert envpool.envs_that_fit(spec) == 0                       # not Linux: no bound
 
@@ -133,7 +136,7 @@ def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_
     run = lambda max_envs: evaluation.evaluate(gains, act, info, norm, keys, 3, seed=11, max_envs=max_envs)
     together = run(100)
     assert len(set(together["return"].tolist())) >= 3               # the members differ: a wrong order would show
-    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers: 7)
+    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers, wanted: 7)
     monkeypatch.setattr(evaluation, "_TOLD", set())
     for max_envs in (3, 7, 9, 0):                                 # 1 member per wave, 2 (uneven), 3 (2 waves), auto
         waves = run(max_envs)
