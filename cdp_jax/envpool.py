@@ -140,23 +140,33 @@ def _measure_worker(conn, spec, count):
 
 
 _MEASURED: dict[str, EnvMemory | None] = {}
-
-
+_MEASURING: dict[str, tuple] = {}           # spec -> (process, connection) of a measurement still running
 MEASURED_ENVS = 4
 
 
-def environment_memory(spec, count: int = MEASURED_ENVS) -> EnvMemory | None:
-    """Measures ``spec``'s memory in a fresh ``spawn``-started process (this one's allocator would reuse memory that
-    earlier environments freed): one environment for the imports, then ``count`` more. ``None`` if the environment
-    fails to build there. Cached per spec."""
-    if repr(spec) in _MEASURED:
-        return _MEASURED[repr(spec)]
+def start_measuring(spec, count: int = MEASURED_ENVS) -> None:
+    """Starts :func:`environment_memory`'s measurement in the background and returns at once, so that its process
+    start and imports (2-3 s for a toy environment, about 10 s for a robosuite image one) overlap this process's
+    compiling; :func:`environment_memory` collects it. Nothing to do where it is measured or measuring already."""
+    if repr(spec) in _MEASURED or repr(spec) in _MEASURING:
+        return
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_measure_worker, args=(child, spec, count), daemon=True)
     with _children_on_cpu():
         proc.start()
     child.close()
+    _MEASURING[repr(spec)] = (proc, parent)
+
+
+def environment_memory(spec, count: int = MEASURED_ENVS) -> EnvMemory | None:
+    """Measures ``spec``'s memory in a fresh ``spawn``-started process (this one's allocator would reuse memory that
+    earlier environments freed): one environment for the imports, then ``count`` more. ``None`` if the environment
+    fails to build there. Cached per spec; a measurement :func:`start_measuring` began is waited for."""
+    if repr(spec) in _MEASURED:
+        return _MEASURED[repr(spec)]
+    start_measuring(spec, count)
+    proc, parent = _MEASURING.pop(repr(spec))
     try:
         measured = parent.recv()                # None: the environment failed to build; the pool will say why
     except (EOFError, OSError):                 # the process died (killed, out of memory)
@@ -188,14 +198,10 @@ def available_memory() -> int | None:
     return min(limits) if limits else None
 
 
-def envs_that_fit(spec, workers: int = 1, share: float = 0.5, wanted: int | None = None) -> int:
+def envs_that_fit(spec, workers: int = 1, share: float = 0.5) -> int:
     """How many environments of ``spec`` fit in ``share`` of the memory available now (at least 1), counting the
     base memory of each worker process when ``workers > 1``; 0 (no bound) where the available memory or the
-    environment's is unknown, and, without measuring, where ``wanted`` environments are no more than the
-    measurement itself builds (``1 + MEASURED_ENVS``): it would cost as much as running them (a robosuite image
-    environment: about 10 s) and bound nothing."""
-    if wanted is not None and wanted <= 1 + MEASURED_ENVS:
-        return 0
+    environment's is unknown."""
     available = available_memory()
     memory = None if available is None else environment_memory(spec)
     if memory is None:

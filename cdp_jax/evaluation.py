@@ -15,9 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from cdp_jax.datasets import DatasetInfo, Normalizer
-from cdp_jax.envpool import EnvPool, envs_that_fit
+from cdp_jax.envpool import MEASURED_ENVS, EnvPool, envs_that_fit, start_measuring
 
 _TOLD: set = set()                      # environment ids whose evaluation was split for memory, told once each
+
+
+def _bounded_by_memory(members: int, num_episodes: int, max_envs: int) -> bool:
+    """Whether :func:`evaluate` bounds its environments by the memory available: automatically (``max_envs`` 0),
+    for more than one member, and more environments than the memory measurement itself builds."""
+    return max_envs == 0 and members > 1 and members * num_episodes > 1 + MEASURED_ENVS
+
+
+def start_memory_measurement(info: DatasetInfo, members: int, num_episodes: int, max_envs: int = 0) -> None:
+    """Starts, in the background, the measurement of one environment's memory that :func:`evaluate` will need with
+    these arguments (a sweep calls it before it compiles, so the measurement costs no wall time)."""
+    if info.eval_env_spec is not None and _bounded_by_memory(members, num_episodes, max_envs):
+        start_measuring(info.eval_env_spec)
 
 
 def grid_actor(act_fn: Callable) -> Callable:
@@ -42,7 +55,8 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
         environment's memory measured once per process (:func:`cdp_jax.envpool.envs_that_fit`). Above it the
         members run in waves of nearly equal size, each of at least one member with all its episodes; as each
         member has its own key, the results do not depend on it. A robosuite environment holds about 100 MB, so
-        18 members x 10 episodes at once take 19 GB.
+        18 members x 10 episodes at once take 19 GB. Not bounded for one member, nor for at most five
+        environments in all: the measurement builds as many itself (a robosuite image environment: about 10 s).
     Returns:
       ``return``, ``normalized_score`` (x100, NaN without reference scores), ``success`` (any step reported
       ``info["success"]``, NaN if never reported): arrays ``[G]`` averaged over episodes.
@@ -53,7 +67,7 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
     if max_envs < 0:
         raise ValueError(f"max_envs must be >= 0 (0: as many as fit in memory), got {max_envs}")
     if max_envs == 0:
-        max_envs = envs_that_fit(info.eval_env_spec, workers, wanted=g * e) if g > 1 else 0   # one member: no split
+        max_envs = envs_that_fit(info.eval_env_spec, workers) if _bounded_by_memory(g, e, 0) else 0
         if 0 < max_envs < g * e and info.eval_env_spec.id not in _TOLD:
             _TOLD.add(info.eval_env_spec.id)
             print(f"evaluation: {g * e} {info.eval_env_spec.id} environments would not fit in half the available "

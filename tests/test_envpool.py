@@ -89,7 +89,10 @@ class BlobEnv(gym.Env):
 
 def test_environment_memory_is_the_memory_an_environment_holds():
     spec = gym.envs.registration.EnvSpec("BlobEnv-v0", entry_point=BlobEnv)
-    memory = envpool.environment_memory(spec)
+    envpool.start_measuring(spec)                                 # in the background, as a sweep starts it
+    assert repr(spec) in envpool._MEASURING
+    memory = envpool.environment_memory(spec)                     # collects it
+    assert not envpool._MEASURING
     assert BLOB_BYTES <= memory.per_env < BLOB_BYTES + (4 << 20), memory
     assert memory.base > BLOB_BYTES                              # the interpreter, gymnasium and the first env
     assert envpool.environment_memory(spec) is memory            # measured once per process
@@ -106,9 +109,6 @@ def test_environments_that_fit_in_half_the_available_memory(monkeypatch):
     assert envpool.envs_that_fit(spec) == 20                      # 1000 MB / 50 MB
     assert envpool.envs_that_fit(spec, workers=2) == 8            # (1000 - 2 x 300) / 50: each worker's imports
     assert envpool.envs_that_fit(spec, workers=4) == 1            # nothing left: still one at a time
-    assert envpool.envs_that_fit(spec, wanted=6) == 20
-    monkeypatch.setattr(envpool, "environment_memory", lambda spec: pytest.fail("measured a pool of five"))
-    assert envpool.envs_that_fit(spec, wanted=5) == 0             # the measurement would build as many: no bound
     monkeypatch.setattr(envpool, "available_memory", lambda: None)
     assert envpool.envs_that_fit(spec) == 0                       # not Linux: no bound
 
@@ -136,7 +136,7 @@ def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_
     run = lambda max_envs: evaluation.evaluate(gains, act, info, norm, keys, 3, seed=11, max_envs=max_envs)
     together = run(100)
     assert len(set(together["return"].tolist())) >= 3               # the members differ: a wrong order would show
-    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers, wanted: 7)
+    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers: 7)
     monkeypatch.setattr(evaluation, "_TOLD", set())
     for max_envs in (3, 7, 9, 0):                                 # 1 member per wave, 2 (uneven), 3 (2 waves), auto
         waves = run(max_envs)
@@ -145,3 +145,24 @@ def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_
     assert "15 cdp_jax/ToyReach-v0 environments would not fit" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_envs must be >= 0"):
         run(-1)
+
+
+def test_an_evaluation_of_five_environments_or_one_member_is_not_measured(minari_root, monkeypatch):
+    """The measurement builds five environments itself: for no more than that, or one member, it bounds nothing."""
+    import jax
+    import jax.numpy as jnp
+
+    from cdp_jax import evaluation
+    from cdp_jax.datasets import Normalizer, load_transitions
+    _, info = load_transitions("local/toy/reach-v0")
+    measured = []
+    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers: measured.append(spec) or 0)
+    monkeypatch.setattr(evaluation, "start_measuring", lambda spec: measured.append(spec))
+    act = evaluation.grid_actor(lambda gain, obs, key: jnp.zeros(obs.shape[:-1] + (2,)))
+    norm = Normalizer.from_info(info, "none")
+    for members, episodes, expected in ((5, 1, 0), (1, 8, 0), (2, 3, 1)):
+        measured.clear()
+        keys = jax.random.split(jax.random.PRNGKey(0), members)
+        evaluation.start_memory_measurement(info, members, episodes)
+        evaluation.evaluate(jnp.zeros(members), act, info, norm, keys, episodes)
+        assert len(measured) == 2 * expected, (members, episodes)        # started early, then collected
