@@ -123,6 +123,10 @@ def test_held_lazy_contraction_adds_the_last_computed_term_gradient_to_every_upd
     grid = jax.vmap(create)(jnp.array([0.5, 2.0]))
     tx = dbc.DBCAgent.optimizer(cfg)
     refs = [dict(agent=create(g), params=create(g).params, opt=create(g).opt_state, held=None) for g in (0.5, 2.0)]
+    # The reference steps, each jitted (not the sweep's code; eager they took 30 s of op-by-op dispatch).
+    term_grad = jax.jit(jax.grad(lambda p, on, off, k: on.loss(p, data, k)[0] - off.loss(p, data, k)[0]))
+    off_grad = jax.jit(jax.grad(lambda p, off, k: off.loss(p, data, k)[0]))
+    apply = jax.jit(lambda g, opt, p: (lambda u, o: (optax.apply_updates(p, u), o))(*tx.update(g, opt, p)))
     for step in range(6):
         key = jax.random.PRNGKey(step)
         grid, m = lazy(grid, data, key, step)
@@ -130,11 +134,9 @@ def test_held_lazy_contraction_adds_the_last_computed_term_gradient_to_every_upd
         for r in refs:
             on, off = r["agent"], with_contraction(r["agent"], False).replace(held_contraction=None)
             if step % 3 == 0:
-                k = jax.random.fold_in(key, 7)
-                r["held"] = jax.grad(lambda p: on.loss(p, data, k)[0] - off.loss(p, data, k)[0])(r["params"])
-            g = jax.tree.map(jnp.add, jax.grad(lambda p: off.loss(p, data, key)[0])(r["params"]), r["held"])
-            updates, r["opt"] = tx.update(g, r["opt"], r["params"])
-            r["params"] = optax.apply_updates(r["params"], updates)
+                r["held"] = term_grad(r["params"], on, off, jax.random.fold_in(key, 7))
+            g = jax.tree.map(jnp.add, off_grad(r["params"], off, key), r["held"])
+            r["params"], r["opt"] = apply(g, r["opt"], r["params"])
     for i, r in enumerate(refs):
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], grid.params), r["params"], atol=1e-5)
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], grid.held_contraction), r["held"], atol=1e-6)
