@@ -7,7 +7,8 @@ env still sees exactly the same seeds and actions, so the results equal the in-p
 Workers pay off when many envs step per call (a large grid on a many-core GPU host); on 2 cores stay at 1.
 
 :func:`envs_that_fit` bounds how many environments may live at once: it measures one environment's memory in a fresh
-process (a robosuite one holds about 100 MB) and compares it with the memory available now.
+process (a robosuite one holds about 100 MB; a sweep starts that process with :func:`start_measuring` before it
+compiles) and compares it with the memory available now.
 """
 from __future__ import annotations
 
