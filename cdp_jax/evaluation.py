@@ -67,7 +67,7 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
     if max_envs < 0:
         raise ValueError(f"max_envs must be >= 0 (0: as many as fit in memory), got {max_envs}")
     if max_envs == 0:
-        max_envs = envs_that_fit(info.eval_env_spec, workers) if _bounded_by_memory(g, e, 0) else 0
+        max_envs = envs_that_fit(info.eval_env_spec, workers) if _bounded_by_memory(g, e, max_envs) else 0
         if 0 < max_envs < g * e and info.eval_env_spec.id not in _TOLD:
             _TOLD.add(info.eval_env_spec.id)
             print(f"evaluation: {g * e} {info.eval_env_spec.id} environments would not fit in half the available "

@@ -183,8 +183,9 @@ class Sweep:
             record_config(self.workdir, cfg.to_dict())
             write_policy_meta(self.workdir, agent=cfg.agent, agent_config=acfg.to_dict(), members=grid.members,
                               obs_dim=info.obs_dim, act_dim=info.act_dim, normalizer=norm, dataset_id=cfg.dataset_id)
-        evaluation.start_memory_measurement(info, len(range(grid.size)[distributed.local_block(grid.size)]),
-                                            cfg.eval_episodes, cfg.eval_max_envs)      # overlaps the compiling
+        block = distributed.local_block(grid.size)          # the members this process evaluates
+        evaluation.start_memory_measurement(info, block.stop - block.start, cfg.eval_episodes,
+                                            cfg.eval_max_envs)                          # overlaps the compiling
         agents = init_agents(agent_cls, acfg, grid, info.obs_dim, info.act_dim)
         diverged = jnp.zeros(grid.size, bool)
 
