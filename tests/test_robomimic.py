@@ -273,7 +273,7 @@ def test_a_two_arm_transport_file_loads_trains_and_evaluates(tmp_path, images):
         return
     cfg = get_config("transport")
     cfg.dataset_id = path
-    cfg.seeds, cfg.data_fractions, cfg.gammas = 1, (1.0,), (0.0, 0.1)
+    cfg.seeds, cfg.data_fractions, cfg.gammas = 2, (1.0,), (0.1,)     # one compiled program (gamma 0's: elsewhere)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes, cfg.eval_max_steps, cfg.batch_size = 2, 2, 1, 3, 8
     cfg.consistency_states, cfg.consistency_samples = 4, 2
     cfg.agent_config.diffusion = dict(hidden=32, diffusion_steps=10, sampling_steps=3)
