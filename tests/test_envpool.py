@@ -142,9 +142,39 @@ def test_evaluation_in_waves_of_members_gives_the_results_of_all_at_once(minari_
         waves = run(max_envs)
         for k in together:
             np.testing.assert_array_equal(waves[k], together[k])
-    assert "15 cdp_jax/ToyReach-v0 environments would not fit" in capsys.readouterr().err
+    assert "at most 7 of the 15 cdp_jax/ToyReach-v0 environments fit" in capsys.readouterr().err
     with pytest.raises(ValueError, match="max_envs must be >= 0"):
         run(-1)
+
+
+def test_worker_processes_never_add_a_wave():
+    """Each worker's base memory counts against the bound: the most workers that keep the fewest waves."""
+    from cdp_jax.evaluation import num_waves, plan_workers
+    assert [num_waves(9, 10, m) for m in (0, 90, 89, 20, 9, 1)] == [1, 1, 2, 5, 9, 9]
+    assert plan_workers(9, 10, 2, lambda w: 91 - w) == (1, 90)             # two workers: 89 fit, a second wave
+    assert plan_workers(9, 10, 4, lambda w: 100 - 5 * w) == (2, 90)        # three: 85, a second wave
+    assert plan_workers(9, 10, 4, lambda w: 50 - w) == (4, 46)             # three waves whatever the count
+    assert plan_workers(9, 10, 16, lambda w: 0) == (16, 0)                 # memory unknown: no bound
+    assert plan_workers(9, 10, 1, lambda w: 30) == (1, 30)
+
+
+def test_the_evaluation_steps_in_fewer_workers_where_more_would_add_a_wave(minari_root, monkeypatch, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    from cdp_jax import evaluation
+    from cdp_jax.datasets import Normalizer, load_transitions
+    _, info = load_transitions("local/toy/reach-v0")
+    monkeypatch.setattr(evaluation, "envs_that_fit", lambda spec, workers: 16 - workers)   # 15 in process, 14 with 2
+    monkeypatch.setattr(evaluation, "_TOLD", set())
+    waves = []
+    rollouts = evaluation._rollouts
+    monkeypatch.setattr(evaluation, "_rollouts", lambda *a: waves.append((len(a[4]), a[-1])) or rollouts(*a))
+    act = evaluation.grid_actor(lambda gain, obs, key: jnp.zeros(obs.shape[:-1] + (2,)))
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    evaluation.evaluate(jnp.zeros(5), act, info, Normalizer.from_info(info, "none"), keys, 3, workers=2)
+    assert waves == [(5, 1)]                         # 5 members x 3 episodes at once, in this process
+    assert "1 worker process(es) instead of 2" in capsys.readouterr().err
 
 
 def test_an_evaluation_of_five_environments_or_one_member_is_not_measured(minari_root, monkeypatch):

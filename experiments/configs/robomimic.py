@@ -83,9 +83,8 @@ def get_config(arg: str = "lift"):
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 100_000, 10_000, 10
     # robosuite's physics, not the policy, bounds the lockstep evaluation: one worker process per core stepped 9
     # Lift members x 2 episodes at 108-115 env-steps/s against 80-83 in this process (2-core Xeon, Pearce policy;
-    # benchmarks/results/robomimic_eval_workers_cpu.json). Results do not depend on it. Not at the full shape on a
-    # 24 GB machine: 9 members x 10 episodes took 575 s with two workers against 540 s in process, because the
-    # workers' base memory made the memory bound split the 90 environments into two waves (README, eval_workers).
+    # benchmarks/results/robomimic_eval_workers_cpu.json), and 9 members x 10 episodes in 374 s against 451 s. Results
+    # do not depend on it. Where the workers' own memory would add a wave, fewer are used (README, eval_workers).
     cfg.eval_workers = 1 if images else 0
     if images:
         # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
