@@ -33,13 +33,13 @@ def num_waves(members: int, num_episodes: int, max_envs: int) -> int:
 
 
 def plan_workers(members: int, num_episodes: int, workers: int, fits: Callable[[int], int]) -> tuple[int, int]:
-    """``(workers, max_envs)`` for a memory-bounded evaluation: the most worker processes, up to ``workers``, that
-    add no wave to the fewest any count allows, and the environments that fit with them. ``fits(w)``: how many
-    environments fit beside ``w`` processes (:func:`cdp_jax.envpool.envs_that_fit`; each worker's own base memory
-    counts against it, so on a small machine two workers can leave room for one environment fewer than stepping them
-    in this process, and a second wave of sampler calls costs more than the workers save: 575 s against 540 s for
-    90 robosuite Lift environments on two cores)."""
-    fit = {w: fits(w) for w in range(1, max(1, workers) + 1)}
+    """``(workers, max_envs)`` for a memory-bounded evaluation: the most worker processes, up to ``workers`` (and one
+    per environment), that add no wave to the fewest any count allows, and the environments that fit with them.
+    ``fits(w)``: how many environments fit beside ``w`` processes (:func:`cdp_jax.envpool.envs_that_fit`; each
+    worker's own base memory counts against it, so on a small machine two workers can leave room for one environment
+    fewer than stepping them in this process, and a second wave of sampler calls costs more than the workers save:
+    575 s against 540 s for 90 robosuite Lift environments on two cores)."""
+    fit = {w: fits(w) for w in range(1, max(1, min(workers, members * num_episodes)) + 1)}   # EnvPool's own cap
     fewest = min(num_waves(members, num_episodes, m) for m in fit.values())
     best = max(w for w, m in fit.items() if num_waves(members, num_episodes, m) == fewest)
     return best, fit[best]

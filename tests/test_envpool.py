@@ -156,6 +156,7 @@ def test_worker_processes_never_add_a_wave():
     assert plan_workers(9, 10, 4, lambda w: 50 - w) == (4, 46)             # three waves whatever the count
     assert plan_workers(9, 10, 16, lambda w: 0) == (16, 0)                 # memory unknown: no bound
     assert plan_workers(9, 10, 1, lambda w: 30) == (1, 30)
+    assert plan_workers(2, 3, 16, lambda w: 100 - w) == (6, 94)           # no more workers than environments
 
 
 def test_the_evaluation_steps_in_fewer_workers_where_more_would_add_a_wave(minari_root, monkeypatch, capsys):
