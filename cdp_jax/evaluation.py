@@ -86,16 +86,18 @@ def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, k
         info.make_env()                                    # raises the one-line DatasetError
     if max_envs < 0:
         raise ValueError(f"max_envs must be >= 0 (0: as many as fit in memory), got {max_envs}")
-    if max_envs == 0 and _bounded_by_memory(g, e, max_envs):
+    if _bounded_by_memory(g, e, max_envs):
         asked = workers
         workers, max_envs = plan_workers(g, e, workers, lambda w: envs_that_fit(info.eval_env_spec, w))
-        if (0 < max_envs < g * e or workers < asked) and info.eval_env_spec.id not in _TOLD:
+        told = []
+        if 0 < max_envs < g * e:
+            told.append(f"at most {max_envs} of the {g * e} {info.eval_env_spec.id} environments fit in half the "
+                        f"available memory at once (members in waves, same results; eval_max_envs sets it)")
+        if workers < asked:
+            told.append(f"{workers} worker process(es) instead of {asked}: each one's own memory would leave room "
+                        f"for fewer environments and add a wave")
+        if told and info.eval_env_spec.id not in _TOLD:
             _TOLD.add(info.eval_env_spec.id)
-            told = [f"at most {max_envs} of the {g * e} {info.eval_env_spec.id} environments fit in half the "
-                    f"available memory at once (members in waves, same results; eval_max_envs sets it)"] \
-                if 0 < max_envs < g * e else []
-            told += [f"{workers} worker process(es) instead of {asked}: each one's own memory would leave room for "
-                     f"fewer environments and add a wave"] if workers < asked else []
             print("evaluation: " + "; ".join(told), file=sys.stderr)
     waves = num_waves(g, e, max_envs)
     parts = [_rollouts(jax.tree.map(lambda x: x[m[0]:m[-1] + 1], agents), act, info, normalizer, keys[m[0]:m[-1] + 1],
