@@ -31,6 +31,8 @@ from cdp_jax.config import agent_config, validate
 from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
+from cdp_jax.datasets import robomimic_download
+from cdp_jax.datasets.loading import hub_reachable
 from cdp_jax.datasets.robomimic_hdf5 import is_robomimic, resolve_path
 from cdp_jax.datasets.robomimic_hdf5 import load_transitions as load_robomimic
 from cdp_jax.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
@@ -110,16 +112,38 @@ class Sweep:
 
     def _dataset(self):
         cfg = self.cfg
-        import minari
+        self._make_dataset()
         if is_robomimic(cfg.dataset_id):
-            if cfg.generate and not os.path.exists(resolve_path(cfg.dataset_id)):
-                print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
-                generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress,
-                                 image_size=cfg.generate_image_size)
             data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
                                        eval_max_steps=cfg.eval_max_steps)
             from cdp_jax.robomimic_env import check_environments
             check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
+        else:
+            data, info = load_transitions(cfg.dataset_id)
+        if not info.continuous_actions:
+            raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
+                             f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
+        if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
+            raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
+                             f"rewards; use an imitation agent such as 'dbc'")
+        return data, info
+
+    def _make_dataset(self) -> None:
+        """Generates a missing dataset that the config can generate, or downloads a missing robomimic release where
+        Hugging Face answers (a missing Minari id downloads as it loads)."""
+        cfg = self.cfg
+        import minari
+        if is_robomimic(cfg.dataset_id):
+            release = robomimic_download.released(cfg.dataset_id)
+            if os.path.exists(resolve_path(cfg.dataset_id)):
+                return
+            if cfg.generate:
+                print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
+                generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress,
+                                 image_size=cfg.generate_image_size)
+            elif release and hub_reachable():
+                print(f"dataset {cfg.dataset_id} is not here: downloading robomimic's (first use only)")
+                robomimic_download.download(*release, progress=self.progress)
         elif cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
             writes = GENERATORS[cfg.generate].dataset_id
             stem = writes.rsplit("-v", 1)[0]                 # local/pointmaze/umaze-v0 -> local/pointmaze/umaze
@@ -130,15 +154,6 @@ class Sweep:
                                  f"--dataset_id {cfg.dataset_id}`")
             print(f"dataset {cfg.dataset_id} is not local: generating it with {cfg.generate} (first use only)")
             generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress)
-        if not is_robomimic(cfg.dataset_id):
-            data, info = load_transitions(cfg.dataset_id)
-        if not info.continuous_actions:
-            raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
-                             f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
-        if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
-            raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
-                             f"rewards; use an imitation agent such as 'dbc'")
-        return data, info
 
     def _clear_outputs(self) -> None:
         for name in ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard",

@@ -180,8 +180,8 @@ def test_unknown_dataset_fails_fast_without_a_network(minari_root, monkeypatch):
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     from cdp_jax.datasets import loading
-    if loading._remote_reachable():                  # a machine with a network: take it away
-        monkeypatch.setattr(loading, "_remote_reachable", lambda timeout=3.0: False)
+    if loading.hub_reachable():                  # a machine with a network: take it away
+        monkeypatch.setattr(loading, "hub_reachable", lambda timeout=3.0: False)
     t0 = time.time()
     with pytest.raises(D.DatasetError, match="neither local .*no network"):
         D.load_transitions("mujoco/hopper/nowhere-v9")

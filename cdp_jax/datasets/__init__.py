@@ -6,6 +6,9 @@
 * :mod:`cdp_jax.datasets.loading`: any Minari id (local or remote) -> :class:`Transitions` on the device.
 * :mod:`cdp_jax.datasets.normalization`: the one :class:`Normalizer` (actions to [-1, 1], observations).
 * :mod:`cdp_jax.datasets.subsets`: data-scarcity subsets as index masks, and batch sampling inside ``jit``.
+* :mod:`cdp_jax.datasets.robomimic_hdf5`: robomimic's HDF5 demonstrations (read, write, windows);
+  :mod:`cdp_jax.datasets.robomimic_download` fetches robomimic's released files (``python -m cdp_jax.datasets
+  download robomimic-TASK``).
 """
 from cdp_jax.datasets.generators import GENERATORS, generate
 from cdp_jax.datasets.loading import DatasetError, DatasetInfo, Transitions, load_transitions

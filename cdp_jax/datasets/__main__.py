@@ -1,18 +1,23 @@
-"""python -m cdp_jax.datasets {list | generate NAME} [--steps=N] [--dataset_id=ID] [--seed=S] [--overwrite]
+"""python -m cdp_jax.datasets {list | generate NAME | download robomimic-TASK} [--steps=N] [--dataset_id=ID] ...
 
     python -m cdp_jax.datasets list
     python -m cdp_jax.datasets generate pointmaze-umaze --steps=1000000
+    python -m cdp_jax.datasets download robomimic-transport [--kind=ph|mh] [--obs=low_dim|image]
+        (robomimic's released v1.5 demonstrations, needs a network: datasets/robomimic_download.py)
     python -m cdp_jax.datasets generate mujoco --env=Hopper-v5 --levels=simple,medium,expert [--train_steps=1000000]
         [--expert_return=R] [--workdir=DIR] [--official_ids]          (SAC behaviour policies: generators/mujoco.py)
 """
 from __future__ import annotations
 
+import glob
+import os
 import sys
 import time
 
 from absl import flags
 
 from cdp_jax.cli import run_flags_cli
+from cdp_jax.datasets import robomimic_download
 from cdp_jax.datasets.generators import GENERATORS, generate
 
 
@@ -21,6 +26,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("dataset_id", None, "Minari id to write (default: local/...)", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "generator seed", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "replace an existing dataset of that id", flag_values=fv)
+    flags.DEFINE_string("kind", "ph", "download: robomimic demonstrators, ph (proficient human) or mh (multi-human)",
+                        flag_values=fv)
+    flags.DEFINE_string("obs", "low_dim", "download: robomimic observations, low_dim or image", flag_values=fv)
     flags.DEFINE_bool("images", False, "robomimic: also render agentview and eye-in-hand camera frames",
                       flag_values=fv)
     flags.DEFINE_integer("image_size", 84, "robomimic --images: square camera size (robomimic: 84)", flag_values=fv)
@@ -48,24 +56,38 @@ def list_datasets() -> None:
     for did, meta in sorted(local.items()):
         print(f"  {did:36s} {int(meta.get('total_steps', 0)):>9d} steps {int(meta.get('total_episodes', 0)):>7d} "
               f"episodes")
+    robomimic = sorted(glob.glob(os.path.join(datasets_root(), "robomimic", "**", "*.hdf5"), recursive=True))
+    print(f"robomimic files under {os.path.join(datasets_root(), 'robomimic')} ({len(robomimic)}; the dataset_id is "
+          f"the path below the datasets folder):")
+    for path in robomimic:
+        print(f"  {os.path.relpath(path, datasets_root()):44s} {os.path.getsize(path) / 2**20:>9.1f} MiB")
     print("Generators (python -m cdp_jax.datasets generate NAME):")
     for g in GENERATORS.values():
         print(f"{g.name:18s} {g.dataset_id:28s} {g.default_steps:>9d} steps  {g.summary}")
     print(f"{'mujoco':18s} {'local/mujoco/ENV/LEVEL-v0':28s} {1_000_000:>9d} steps  SAC behaviour policies "
           f"(levels simple, medium, expert, medium-replay, medium-expert)")
+    print("robomimic's released demonstrations (python -m cdp_jax.datasets download robomimic-TASK [--kind] [--obs]):")
+    for kind, tasks in robomimic_download.RELEASED.items():
+        print(f"  --kind={kind}: {', '.join(tasks)}; --obs={' or '.join(robomimic_download.OBSERVATIONS)}")
 
 
 def run(args: list[str], fv: flags.FlagValues) -> int:
     if args == ["list"]:
         list_datasets()
         return 0
-    if len(args) != 2 or args[0] != "generate":
-        print(f"error: expected `list` or `generate NAME` (NAME one of {sorted(GENERATORS) + ['mujoco']}), got "
-              f"{' '.join(args) or 'nothing'}", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("generate", "download"):
+        print(f"error: expected `list`, `generate NAME` (NAME one of {sorted(GENERATORS) + ['mujoco']}) or "
+              f"`download robomimic-TASK`, got {' '.join(args) or 'nothing'}", file=sys.stderr)
         return 2
     name, start = args[1], time.time()
     try:
-        if name == "mujoco":
+        if args[0] == "download":
+            if not name.startswith("robomimic-"):
+                raise ValueError(f"only robomimic files are downloaded here (robomimic-TASK), got {name!r}; Minari "
+                                 f"datasets download with `minari download ID` or on a sweep's first use")
+            path = robomimic_download.download(name.removeprefix("robomimic-"), fv.kind, fv.obs,
+                                               overwrite=fv.overwrite)
+        elif name == "mujoco":
             from cdp_jax.datasets.generators import mujoco
             report = mujoco.generate(mujoco.Options(
                 env_id=fv.env, levels=fv.levels, steps=fv.steps or 1_000_000, train_steps=fv.train_steps,

@@ -131,7 +131,7 @@ def _open(dataset_id: str, download: bool):
     local = dataset_id in minari.list_local_datasets()
     if not local and not download:
         raise DatasetError(_not_found(dataset_id))
-    if not local and not _remote_reachable():
+    if not local and not hub_reachable():
         raise DatasetError(_not_found(dataset_id) + " (no network: the dataset server cannot be reached)")
     try:
         return minari.load_dataset(dataset_id, download=download and not local)
@@ -144,8 +144,8 @@ def _open(dataset_id: str, download: bool):
         raise DatasetError(_not_found(dataset_id) + f" (download failed: {type(err).__name__})") from None
 
 
-def _remote_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint that Minari downloads from answers a TCP connection within ``timeout``
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint that Minari (and robomimic's files) download from answers a TCP connection within ``timeout``
     seconds (``HF_HUB_OFFLINE=1`` means no). Without this check an offline machine retries for ~23 s."""
     import socket
     from urllib.parse import urlparse

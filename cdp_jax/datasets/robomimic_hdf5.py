@@ -67,23 +67,17 @@ def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | Non
     among them are read as uint8 frames. Refuses, in one line, a missing or non-HDF5 file, a file without
     ``data``/``env_args``, observation keys the file lacks (listing the ones it has), and camera frames that are
     not ``[n, H, W, 3]`` uint8 of one size (of ``image_size = (H, W)`` when given)."""
-    import h5py
     from cdp_jax import robomimic_env
+    from cdp_jax.datasets import robomimic_download
+    if not os.path.isfile(resolve_path(path)):
+        release = robomimic_download.released(path)
+        raise ValueError(f"robomimic file {resolve_path(path)!r} does not exist; " + (
+            f"download it with `{robomimic_download.command(*release)}` (needs a network) or copy it there"
+            if release else "generate one with `python -m cdp_jax.datasets generate robomimic-lift` or download "
+                            "robomimic's with `python -m cdp_jax.datasets download robomimic-lift`"))
     path = resolve_path(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"robomimic file {path!r} does not exist; generate one with `python -m cdp_jax.datasets "
-                         f"generate robomimic-lift` or download the PH data (README, \"Robomimic\")")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path!r} is not a readable HDF5 file ({err}); download or generate it again") from None
-    with f:
-        if "data" not in f or "env_args" not in f["data"].attrs:
-            raise ValueError(f"{path!r} is not in robomimic's layout (no data group with env_args)")
-        env_args = json.loads(f["data"].attrs["env_args"])
-        names = _demo_names(f["data"])
-        if not names:
-            raise ValueError(f"{path!r} holds no demo_N group under data")
+    with _open_hdf5(path) as f:
+        env_args, names = _layout(f, path)
         task = robomimic_env.task_from_env_name(env_args["env_name"])
         keys = tuple(obs_keys or robomimic_env.TASKS[task].obs_keys)
         have = sorted(f["data"][names[0]]["obs"].keys())
@@ -113,6 +107,36 @@ def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | Non
             rew.append(np.asarray(demo["rewards"], np.float32))
     return Demos(np.concatenate(obs), np.concatenate(act), np.concatenate(rew), starts, lengths, low + cameras,
                  env_args, path, frames, cameras)
+
+
+def _open_hdf5(path: str):
+    import h5py
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path!r} is not a readable HDF5 file ({err}); download or generate it again") from None
+
+
+def _layout(f, path: str) -> tuple[dict, list[str]]:
+    """``(env_args, demo group names in order)`` of an open robomimic file; refuses another layout in one line."""
+    if "data" not in f or "env_args" not in f["data"].attrs:
+        raise ValueError(f"{path!r} is not in robomimic's layout (no data group with env_args)")
+    try:
+        env_args = json.loads(f["data"].attrs["env_args"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path!r}: data.attrs['env_args'] is not JSON; the file is damaged") from None
+    names = _demo_names(f["data"])
+    if not names:
+        raise ValueError(f"{path!r} holds no demo_N group under data")
+    return env_args, names
+
+
+def check_file(path: str) -> tuple[dict, int]:
+    """``(env_args, number of demonstrations)`` of a robomimic HDF5 file, read from its metadata alone (fast on a
+    multi-gigabyte image file); refuses, in one line, a file that is not HDF5 or not in robomimic's layout."""
+    with _open_hdf5(path) as f:
+        env_args, names = _layout(f, path)
+    return env_args, len(names)
 
 
 def _camera(demo, key: str, n: int, size, path: str) -> np.ndarray:

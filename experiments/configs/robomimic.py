@@ -24,9 +24,9 @@ Lift over 9 seeds; a sub-batch at every update (`contraction.batch_fraction`) ke
 228 against 227, success 0.950 against 0.972, p 0.21; README, "Lazy regularisation"). The configs take the whole
 batch at every update, as the official code does.
 
-A real PH file: --config.dataset_id=/path/to/lift/ph/low_dim_v15.hdf5 --config.generate=''
-(robomimic's download: `python robomimic/scripts/download_datasets.py --tasks lift --dataset_types ph
---hdf5_types low_dim`, on a machine with a network).
+robomimic's PH file: --config.dataset_id=robomimic/lift/ph/low_dim_v15.hdf5 --config.generate='' (downloaded on
+first use where Hugging Face answers, or beforehand with `python -m cdp_jax.datasets download robomimic-lift`; any
+other path to a robomimic file works too). Transport's configs name its PH file this way.
 """
 from cdp_jax.config import base_config
 from experiments.configs.pointmaze import official_il_recipe

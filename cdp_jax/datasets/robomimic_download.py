@@ -1,0 +1,149 @@
+"""robomimic's released demonstrations (v1.5, recorded with robosuite 1.5, the version installed here): where each
+file lives, and one checked, resumable, atomic download into the place the robomimic configs read it from.
+
+    python -m cdp_jax.datasets download robomimic-transport                      # transport/ph/low_dim_v15.hdf5
+    python -m cdp_jax.datasets download robomimic-lift --kind=mh --obs=image
+
+A file goes to ``$MINARI_DATASETS_PATH/robomimic/TASK/KIND/OBS_v15.hdf5``, i.e. the sweep's ``dataset_id``
+``robomimic/TASK/KIND/OBS_v15.hdf5`` (the ``transport`` configs name that id already), from the Hugging Face dataset
+``robomimic/robomimic_datasets`` that robomimic's own ``download_datasets.py`` fetches (``HF_ENDPOINT`` picks a
+mirror). The bytes arrive in ``FILE.part`` (an interrupted download resumes there) and become ``FILE`` only once
+they open as a robomimic file, so a crash or a bad answer never leaves a file the sweep would read.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import urllib.error
+import urllib.request
+
+from cdp_jax.datasets.robomimic_hdf5 import check_file, resolve_path
+
+REPOSITORY = "datasets/robomimic/robomimic_datasets/resolve/main/v1.5"
+# Proficient-human (ph) and multi-human (mh) demonstrations of the tasks cdp_jax.robomimic_env runs (robomimic also
+# releases tool_hang ph, and machine-generated lift and can: not evaluated here).
+RELEASED = {"ph": ("lift", "can", "square", "transport"), "mh": ("lift", "can", "square", "transport")}
+OBSERVATIONS = ("low_dim", "image")
+_ID = re.compile(r"robomimic/([a-z_]+)/([a-z]+)/([a-z_]+)_v15\.hdf5")
+
+
+def check(task: str, kind: str, obs: str) -> None:
+    """Refuses, in one line, a file robomimic did not release (naming the ones it did)."""
+    if kind not in RELEASED:
+        raise ValueError(f"unknown robomimic dataset kind {kind!r}; use one of {sorted(RELEASED)}")
+    if task not in RELEASED[kind]:
+        raise ValueError(f"robomimic released no {kind!r} demonstrations of task {task!r}; {kind} has "
+                         f"{list(RELEASED[kind])}")
+    if obs not in OBSERVATIONS:
+        raise ValueError(f"unknown robomimic observation type {obs!r}; use one of {list(OBSERVATIONS)}")
+
+
+def dataset_id(task: str, kind: str = "ph", obs: str = "low_dim") -> str:
+    """The sweep's ``dataset_id`` of a released file, relative to the datasets folder."""
+    check(task, kind, obs)
+    return f"robomimic/{task}/{kind}/{obs}_v15.hdf5"
+
+
+def released(dataset_id: str) -> tuple[str, str, str] | None:
+    """``(task, kind, obs)`` when ``dataset_id`` is a released file's place (``dataset_id(...)``), else None."""
+    match = _ID.fullmatch(str(dataset_id))
+    if match is None:
+        return None
+    try:
+        check(*match.groups())
+    except ValueError:
+        return None
+    return match.groups()
+
+
+def url(task: str, kind: str = "ph", obs: str = "low_dim", endpoint: str | None = None) -> str:
+    """Where a released file is served (``endpoint`` defaults to ``HF_ENDPOINT`` or huggingface.co)."""
+    from huggingface_hub import constants
+    check(task, kind, obs)
+    return f"{(endpoint or constants.ENDPOINT).rstrip('/')}/{REPOSITORY}/{task}/{kind}/{obs}_v15.hdf5"
+
+
+def command(task: str, kind: str = "ph", obs: str = "low_dim") -> str:
+    """The command line that downloads a released file."""
+    return (f"python -m cdp_jax.datasets download robomimic-{task}" + (f" --kind={kind}" if kind != "ph" else "")
+            + (f" --obs={obs}" if obs != "low_dim" else ""))
+
+
+def download(task: str, kind: str = "ph", obs: str = "low_dim", *, path: str | None = None,
+             endpoint: str | None = None, overwrite: bool = False, progress: bool = True,
+             timeout: float = 30.0) -> str:
+    """Downloads a released file to ``path`` (default: its place under the datasets folder) and returns ``path``.
+
+    A file already there is checked and kept (``overwrite`` fetches it again). Raises ValueError, in one line, for
+    an unreleased file, an unreachable or refusing server (naming where to copy the file by hand), a download cut
+    short (rerun to resume) and an answer that is not a robomimic HDF5 file (removed)."""
+    source = url(task, kind, obs, endpoint)
+    path = path or resolve_path(dataset_id(task, kind, obs))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    lock = os.open(folder, os.O_RDONLY)            # the processes of one sweep: one downloads, the others wait
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _download_locked(source, path, overwrite, progress, timeout)
+    finally:
+        os.close(lock)
+
+
+def _download_locked(source: str, path: str, overwrite: bool, progress: bool, timeout: float) -> str:
+    if os.path.exists(path) and not overwrite:
+        try:
+            check_file(path)
+        except ValueError as err:
+            raise ValueError(f"{err}; rerun with --overwrite to download it again") from None
+        return path
+    part = path + ".part"
+    if overwrite and os.path.exists(part):
+        os.remove(part)
+    _fetch(source, part, path, progress, timeout)
+    try:
+        check_file(part)
+    except ValueError as err:
+        os.remove(part)
+        raise ValueError(f"what {source} sent is not a robomimic file ({err}); nothing was kept") from None
+    os.replace(part, path)
+    return path
+
+
+def _fetch(source: str, part: str, path: str, progress: bool, timeout: float) -> None:
+    """Streams ``source`` into ``part``, resuming after the bytes already there (an HTTP range request)."""
+    from tqdm import tqdm
+    have = os.path.getsize(part) if os.path.exists(part) else 0
+    request = urllib.request.Request(source, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:            # nothing left to send: the part is whole
+            return
+        raise ValueError(f"{source} answered HTTP {err.code} ({err.reason}); check the task, kind and observation "
+                         f"type, or copy the file by hand to {path}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ValueError(f"cannot reach {source} ({reason}); without a network, download it elsewhere and copy it "
+                         f"to {path}") from None
+    with response:
+        if response.status != 206:              # the server ignored the range: start again
+            have = 0
+        size = response.headers.get("Content-Length")
+        total = have + int(size) if size is not None else None
+        with open(part, "ab" if have else "wb") as out, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
+                desc=os.path.basename(path)) as bar:
+            try:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            except OSError as err:
+                raise ValueError(f"the download of {source} broke off after {out.tell() / 2**20:.1f} MiB ({err}); "
+                                 f"rerun the same command to resume it") from None
+            out.flush()
+            os.fsync(out.fileno())
+            received = out.tell()
+    if total is not None and received < total:
+        raise ValueError(f"the download of {source} ended after {received} of {total} bytes; rerun the same "
+                         f"command to resume it")
