@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
         dataset_id="local/pointmaze/umaze-v0", generate="", generate_steps=0, generate_image_size=0, agent="dbc", agent_config=ml_collections.ConfigDict(),
         seeds=ml_collections.FieldReference(3, field_type=object), data_fractions=(1.0,), subset_kind="transitions", gammas=(0.0, 0.1), eta=1.0, num_steps=10_000,
         eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_max_envs=0, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
-        sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), subset_seed=-1,
+        sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), demo_filter="", subset_seed=-1,
         consistency_states=64, consistency_samples=8, grid_chunk=0, group_by_contraction=True, resume=True, overwrite=False, distributed=False,
         tensorboard=True))
 
@@ -111,6 +111,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if tuple(cfg.obs_keys) and not is_robomimic(cfg.dataset_id):
         raise ValueError("obs_keys (robomimic observation keys) apply to robomimic files only; leave it () for "
                          "Minari datasets")
+    if cfg.get("demo_filter", "") and not is_robomimic(cfg.dataset_id):
+        raise ValueError("demo_filter (a robomimic file's mask/<key> demo list) applies to robomimic files only; "
+                         "leave it '' for Minari datasets")
     if cfg.subset_kind not in SUBSET_KINDS:
         raise ValueError(f"unknown subset_kind {cfg.subset_kind!r}; choose one of {SUBSET_KINDS}")
     if cfg.generate and cfg.generate not in GENERATORS:

@@ -115,7 +115,7 @@ class Sweep:
         self._make_dataset()
         if is_robomimic(cfg.dataset_id):
             data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
-                                       eval_max_steps=cfg.eval_max_steps)
+                                       eval_max_steps=cfg.eval_max_steps, demo_filter=cfg.get("demo_filter", ""))
             from cdp_jax.robomimic_env import check_environments
             check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
         else:

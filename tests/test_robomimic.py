@@ -113,6 +113,39 @@ def test_bad_robomimic_input_is_one_clear_line(lift_file, tmp_path):
         robomimic_scripted.generate("transport", str(tmp_path / "tr.hdf5"), 1, progress=False)
 
 
+def test_a_demo_filter_reads_the_demos_its_mask_lists(lift_file, tmp_path):
+    """robomimic's hdf5_filter_key: ``mask/<key>`` lists demo names (bytes, any order); only those are read."""
+    import shutil
+
+    import h5py
+
+    from cdp_jax.config import base_config, validate
+    path = str(tmp_path / "masked.hdf5")
+    shutil.copy(lift_file[0], path)
+    with h5py.File(path, "a") as f:
+        f["mask/train"] = np.array([b"demo_3", b"demo_0", b"demo_2"])
+        f["mask/valid"] = np.array([b"demo_1"])
+        f["mask/broken"] = np.array([b"demo_0", b"demo_9"])
+    whole = H.read_demos(path)
+    train = H.read_demos(path, demo_filter="train")
+    kept = [0, 2, 3]
+    np.testing.assert_array_equal(train.episode_lengths, whole.episode_lengths[kept])
+    np.testing.assert_array_equal(train.actions, np.concatenate(
+        [whole.actions[s:s + n] for s, n in zip(whole.episode_starts[kept], whole.episode_lengths[kept])]))
+    data, info = H.load_transitions(path, obs_steps=2, demo_filter="valid")
+    assert info.total_steps == whole.episode_lengths[1] and info.total_episodes == 1
+    with pytest.raises(ValueError, match=r"no demo filter 'train20'.*it has \['broken', 'train', 'valid'\]"):
+        H.read_demos(path, demo_filter="train20")
+    with pytest.raises(ValueError, match=r"mask/broken lists demos the file lacks \(\['demo_9'\]\)"):
+        H.read_demos(path, demo_filter="broken")
+    with pytest.raises(ValueError, match="has no demo filter 'train'.*it has none"):
+        H.read_demos(lift_file[0], demo_filter="train")
+    cfg = base_config()
+    cfg.demo_filter = "train"
+    with pytest.raises(ValueError, match="demo_filter .* applies to robomimic files only"):
+        validate(cfg)
+
+
 def test_scripted_square_demos_put_the_nut_on_the_peg(tmp_path):
     report = robomimic_scripted.generate("square", str(tmp_path / "square.hdf5"), num_demos=3, seed=0,
                                          progress=False)

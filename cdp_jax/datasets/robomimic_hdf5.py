@@ -62,10 +62,13 @@ def _demo_names(group) -> list[str]:
     return sorted(names, key=lambda n: int(n.split("_")[1]))
 
 
-def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | None = None) -> Demos:
+def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | None = None,
+               demo_filter: str = "") -> Demos:
     """Reads a robomimic HDF5 file; ``obs_keys`` default to the task's low-dim keys, camera keys (``*_image``)
-    among them are read as uint8 frames. Refuses, in one line, a missing or non-HDF5 file, a file without
-    ``data``/``env_args``, observation keys the file lacks (listing the ones it has), and camera frames that are
+    among them are read as uint8 frames. ``demo_filter`` names one of the file's ``mask/<key>`` demo lists
+    (robomimic's ``hdf5_filter_key``: ``train``, ``valid``, ``20_percent``, ...) to read those demos only; "" reads
+    all. Refuses, in one line, a missing or non-HDF5 file, a file without ``data``/``env_args``, an unknown filter
+    (listing the file's), observation keys the file lacks (listing the ones it has), and camera frames that are
     not ``[n, H, W, 3]`` uint8 of one size (of ``image_size = (H, W)`` when given)."""
     from cdp_jax import robomimic_env
     from cdp_jax.datasets import robomimic_download
@@ -78,6 +81,8 @@ def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | Non
     path = resolve_path(path)
     with _open_hdf5(path) as f:
         env_args, names = _layout(f, path)
+        if demo_filter:
+            names = _filtered(f, path, names, demo_filter)
         task = robomimic_env.task_from_env_name(env_args["env_name"])
         keys = tuple(obs_keys or robomimic_env.TASKS[task].obs_keys)
         have = sorted(f["data"][names[0]]["obs"].keys())
@@ -129,6 +134,20 @@ def _layout(f, path: str) -> tuple[dict, list[str]]:
     if not names:
         raise ValueError(f"{path!r} holds no demo_N group under data")
     return env_args, names
+
+
+def _filtered(f, path: str, names: list[str], demo_filter: str) -> list[str]:
+    """The demos that ``mask/<demo_filter>`` lists, in demo order (as robomimic sorts them)."""
+    masks = sorted(f["mask"].keys()) if "mask" in f else []
+    if demo_filter not in masks:
+        raise ValueError(f"{path!r} has no demo filter {demo_filter!r} (mask/{demo_filter}); it has "
+                         f"{masks or 'none'}: use one of those, or '' for every demo")
+    listed = [n.decode() if isinstance(n, bytes) else str(n) for n in f["mask"][demo_filter][()]]
+    unknown = sorted(set(listed) - set(names))
+    if unknown or not listed:
+        raise ValueError(f"{path!r}: mask/{demo_filter} lists " + (f"demos the file lacks ({unknown[:5]})" if unknown
+                                                                  else "no demos") + "; the file is damaged")
+    return sorted(set(listed), key=lambda n: int(n.split("_")[1]))
 
 
 def check_file(path: str) -> tuple[dict, int]:
@@ -231,14 +250,16 @@ def _clamped(starts, lengths, offsets) -> np.ndarray:
 
 
 def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_steps: int = 1,
-                     obs_keys: tuple | None = None, image_size: tuple | None = None, eval_max_steps: int = 0):
+                     obs_keys: tuple | None = None, image_size: tuple | None = None, eval_max_steps: int = 0,
+                     demo_filter: str = ""):
     """A robomimic file as ``(Transitions on device, DatasetInfo)`` for the sweep: one row per frame, its
     observation the last ``obs_steps`` frames (``[obs_steps * obs_dim]``, the episode's first frame repeated before
     it) and its action the chunk of ``horizon`` actions from that frame on (``[horizon * act_dim]``, the last action
     repeated after the episode). Windows thus start at the current frame (Diffusion Policy's start ``obs_steps - 1``
     frames earlier and predicts the past actions too). Evaluation runs :class:`cdp_jax.robomimic_env.RobomimicGymEnv`
     with the file's ``env_args``, executing ``action_steps`` actions per chunk, for the task's horizon (or
-    ``eval_max_steps`` > 0 environment steps).
+    ``eval_max_steps`` > 0 environment steps). ``demo_filter``: only the demos of one of the file's masks
+    (:func:`read_demos`).
 
     With camera keys in ``obs_keys``, every frame is stored once, as uint8 on the device (``Transitions.frames``),
     and each row holds its low-dim history and the indices of its history's frames; batches carry the flat image
@@ -250,7 +271,7 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
     from cdp_jax import robomimic_env
     from cdp_jax.datasets.loading import DatasetInfo, Transitions
     check_window(horizon, obs_steps, action_steps)
-    demos = read_demos(path, obs_keys, image_size)
+    demos = read_demos(path, obs_keys, image_size, demo_filter)
     starts, lengths = demos.episode_starts, demos.episode_lengths
     n, obs_dim = demos.observations.shape
     act_dim = demos.actions.shape[1]

@@ -26,7 +26,8 @@ batch at every update, as the official code does.
 
 robomimic's PH file: --config.dataset_id=robomimic/lift/ph/low_dim_v15.hdf5 --config.generate='' (downloaded on
 first use where Hugging Face answers, or beforehand with `python -m cdp_jax.datasets download robomimic-lift`; any
-other path to a robomimic file works too). Transport's configs name its PH file this way.
+other path to a robomimic file works too). Transport's configs name its PH file this way. --config.demo_filter=train
+(or another of the file's mask/ keys, robomimic's hdf5_filter_key) trains on that list of demos only.
 """
 from cdp_jax.config import base_config
 from experiments.configs.pointmaze import official_il_recipe
