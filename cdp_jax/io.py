@@ -1,6 +1,9 @@
-"""Atomic file writes: nothing half-written survives a crash."""
+"""Atomic file writes (nothing half-written survives a crash), and a lock that lets one process at a time write
+into a folder."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 
@@ -25,3 +28,17 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str):
+    """Holds an exclusive ``flock`` on ``folder`` (made if missing) until the block ends: of several processes that
+    would write the same files there (the processes of one sweep making its dataset), one works, the others wait
+    and then find its files. The lock leaves nothing behind."""
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

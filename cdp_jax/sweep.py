@@ -32,12 +32,13 @@ from cdp_jax.datasets import Normalizer, load_transitions
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets import generate as generate_dataset
 from cdp_jax.datasets import robomimic_download
+from cdp_jax.datasets.generators.writing import datasets_root
 from cdp_jax.datasets.loading import hub_reachable
 from cdp_jax.datasets.robomimic_hdf5 import is_robomimic, resolve_path
 from cdp_jax.datasets.robomimic_hdf5 import load_transitions as load_robomimic
 from cdp_jax.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
 from cdp_jax.grid import GridLayout, auto_grid_chunk, build_grid, init_agents, make_train_chunk
-from cdp_jax.io import atomic_write_text
+from cdp_jax.io import atomic_write_text, folder_lock
 from cdp_jax.policy import write_policy_meta
 from cdp_jax.tensorboard import MemberBoards
 from cdp_jax.workdir import WorkdirLock, ensure_writable, holds_config, record_config
@@ -130,13 +131,25 @@ class Sweep:
 
     def _make_dataset(self) -> None:
         """Generates a missing dataset that the config can generate, or downloads a missing robomimic release where
-        Hugging Face answers (a missing Minari id downloads as it loads)."""
-        cfg = self.cfg
+        Hugging Face answers (a missing Minari id downloads as it loads). The processes of a multi-process sweep
+        take turns (a lock on the datasets folder, taken only where the dataset is missing): one makes it, the
+        others find it."""
+        if not self._dataset_missing():
+            return
+        with folder_lock(datasets_root()):
+            if self._dataset_missing():
+                self._make_missing_dataset()
+
+    def _dataset_missing(self) -> bool:
         import minari
+        if is_robomimic(self.cfg.dataset_id):
+            return not os.path.exists(resolve_path(self.cfg.dataset_id))
+        return self.cfg.dataset_id not in minari.list_local_datasets()
+
+    def _make_missing_dataset(self) -> None:
+        cfg = self.cfg
         if is_robomimic(cfg.dataset_id):
             release = robomimic_download.released(cfg.dataset_id)
-            if os.path.exists(resolve_path(cfg.dataset_id)):
-                return
             if cfg.generate:
                 print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
                 generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress,
@@ -144,7 +157,7 @@ class Sweep:
             elif release and hub_reachable():
                 print(f"dataset {cfg.dataset_id} is not here: downloading robomimic's (first use only)")
                 robomimic_download.download(*release, progress=self.progress)
-        elif cfg.generate and cfg.dataset_id not in minari.list_local_datasets():
+        elif cfg.generate:
             writes = GENERATORS[cfg.generate].dataset_id
             stem = writes.rsplit("-v", 1)[0]                 # local/pointmaze/umaze-v0 -> local/pointmaze/umaze
             if cfg.dataset_id != writes and not cfg.dataset_id.startswith(stem + "-"):

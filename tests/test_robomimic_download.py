@@ -166,3 +166,30 @@ def test_a_sweep_downloads_a_released_file_on_first_use(server, tmp_path, monkey
     data, info = Sweep(cfg, str(tmp_path / "run"), progress=False)._dataset()
     assert os.path.isfile(tmp_path / "datasets" / "robomimic" / "lift" / "ph" / "low_dim_v15.hdf5")
     assert info.total_steps == 70 and server.ranges == [None]
+
+
+def test_the_processes_of_a_sweep_make_a_missing_dataset_once(tmp_path, monkeypatch):
+    """Several sweep processes (threads here) that find their dataset missing: one makes it, the others wait on
+    the datasets folder's lock and then find it."""
+    import cdp_jax.sweep
+    from cdp_jax.sweep import Sweep
+    from experiments.configs.robomimic import get_config
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    made = []
+
+    def generate(name, dataset_id, *args, **kwargs):
+        made.append(name)
+        time.sleep(0.5)
+        path = H.resolve_path(dataset_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(lift_bytes(tmp_path))
+
+    monkeypatch.setattr(cdp_jax.sweep, "generate_dataset", generate)
+    sweeps = [Sweep(get_config("lift"), str(tmp_path / f"run{i}"), progress=False) for i in range(3)]
+    threads = [threading.Thread(target=s._make_dataset) for s in sweeps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == ["robomimic-lift"]

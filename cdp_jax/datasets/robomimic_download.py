@@ -12,13 +12,13 @@ they open as a robomimic file, so a crash or a bad answer never leaves a file th
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import urllib.error
 import urllib.request
 
 from cdp_jax.datasets.robomimic_hdf5 import check_file, resolve_path
+from cdp_jax.io import folder_lock
 
 REPOSITORY = "datasets/robomimic/robomimic_datasets/resolve/main/v1.5"
 # Proficient-human (ph) and multi-human (mh) demonstrations of the tasks cdp_jax.robomimic_env runs (robomimic also
@@ -80,14 +80,8 @@ def download(task: str, kind: str = "ph", obs: str = "low_dim", *, path: str | N
     short (rerun to resume) and an answer that is not a robomimic HDF5 file (removed)."""
     source = url(task, kind, obs, endpoint)
     path = path or resolve_path(dataset_id(task, kind, obs))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    lock = os.open(folder, os.O_RDONLY)            # the processes of one sweep: one downloads, the others wait
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with folder_lock(os.path.dirname(os.path.abspath(path))):     # several processes: one downloads
         return _download_locked(source, path, overwrite, progress, timeout)
-    finally:
-        os.close(lock)
 
 
 def _download_locked(source: str, path: str, overwrite: bool, progress: bool, timeout: float) -> str:
