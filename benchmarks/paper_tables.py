@@ -2,6 +2,7 @@
 
     python -m benchmarks.paper_tables --preset offline --workdir runs/paper      # 2-core CPU, no network, ~1 h
     python -m benchmarks.paper_tables --preset full --workdir runs/paper_full    # GPU + network (Minari ids)
+    python -m benchmarks.paper_tables --preset full --robomimic_data=ph ...      # Table 2 on robomimic's PH files
 
 Every table cell is one sweep (``cdp_jax.sweep.Sweep``) in ``WORKDIR/sweeps/<job>``; a rerun resumes or reuses
 finished sweeps. Outputs:
@@ -20,6 +21,7 @@ this project generated (``local/...``) is not the D4RL dataset, and the tables s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -84,8 +86,12 @@ BUDGETS = {
                    evaluations=10, robomimic_backbones=("pearce", "unet", "dit", "bc_gmm")),
 }
 
-def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> list[Dataset]:
-    """The datasets of a preset. ``offline`` adds any locally generated locomotion dataset it finds."""
+def preset_datasets(preset: str, local_ids: set[str], generate_steps: int, robomimic_data: str = "generated"
+                    ) -> list[Dataset]:
+    """The datasets of a preset. ``offline`` adds any locally generated locomotion dataset it finds.
+    ``robomimic_data="ph"``: robomimic's PH files (downloaded on first use) instead of generated demos, with
+    Transport, which has no scripted demonstrator."""
+    robomimic = functools.partial(robomimic_datasets, data=robomimic_data)
     from experiments.configs import d4rl_kitchen
     from experiments.configs.d4rl_mujoco import TASKS
     if preset == "full":
@@ -95,7 +101,8 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         kitchen = d4rl_kitchen.get_config("complete")
         out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
                            weight_temperature=kitchen.agent_config.weight_temperature))
-        return out + robomimic_datasets(("lift", "can", "square", "lift-image", "can-image"))
+        return out + robomimic(("lift", "can", "square", "lift-image", "can-image")
+                               + (("transport", "transport-image") if robomimic_data == "ph" else ()))
     if preset == "gpu":
         return [Dataset("local/pointmaze/medium-v0", "pointmaze-medium", generate_steps, imitation=False)]
     # DQL diverges at eta = 1 on the generated PointMaze (measured), so its PointMaze rows use 0.1, said in table1.md.
@@ -106,14 +113,20 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int) -> li
         out += [Dataset(f"local/mujoco/{env}/{level}-v0", paper_row=f"{env}-{level}", eta=eta,
                         weight_temperature=temp, imitation=False)
                 for (env, level), (eta, temp) in TASKS.items() if f"local/mujoco/{env}/{level}-v0" in local_ids]
-        out += robomimic_datasets(("lift",))
+        out += robomimic(("lift",))
     return out
 
 
-def robomimic_datasets(tasks, demos: int = 200) -> list[Dataset]:
-    """Generated robomimic demonstrations (scripted; the PH files need a network and robomimic's download);
-    ``TASK-image`` tasks carry both cameras (Table 2's "-H" rows)."""
+def robomimic_datasets(tasks, demos: int = 200, data: str = "generated") -> list[Dataset]:
+    """Table 2's robomimic datasets: generated (scripted) demonstrations, or with ``data="ph"`` robomimic's PH
+    files (their place under the datasets folder; a sweep downloads a missing one where Hugging Face answers).
+    ``TASK-image`` tasks carry the cameras (Table 2's "-H" rows)."""
+    from cdp_jax.datasets import robomimic_download
     from experiments.configs.robomimic import get_config
+    if data == "ph":
+        return [Dataset(robomimic_download.dataset_id(t.removesuffix("-image"), "ph",
+                                                      "image" if t.endswith("-image") else "low_dim"),
+                        imitation=False, robomimic=t) for t in tasks]
     return [Dataset(get_config(t).dataset_id, f"robomimic-{t.removesuffix('-image')}", demos, imitation=False,
                     robomimic=t) for t in tasks]
 
@@ -211,6 +224,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("generate_steps", 300_000, "transitions per generated PointMaze dataset (offline/smoke/gpu "
                          "presets)", flag_values=fv)
     flags.DEFINE_list("agents", [], "run only these agents' jobs (e.g. edp)", flag_values=fv)
+    flags.DEFINE_enum("robomimic_data", "generated", ["generated", "ph"], "Table 2's robomimic data: scripted demos "
+                      "generated here, or robomimic's PH files (downloaded on first use; adds Transport)",
+                      flag_values=fv)
     flags.DEFINE_bool("report_only", False, "train nothing: write the tables from what the jobs' sweeps have so far",
                       flag_values=fv)
 
@@ -218,7 +234,8 @@ def define_flags(fv: flags.FlagValues) -> None:
 def run(_, args: flags.FlagValues) -> int:
     import minari
     budget = BUDGETS[args.preset]
-    datasets = preset_datasets(args.preset, set(minari.list_local_datasets()), args.generate_steps)
+    datasets = preset_datasets(args.preset, set(minari.list_local_datasets()), args.generate_steps,
+                               args.robomimic_data)
     jobs = [j for j in jobs_for(datasets, budget) if not args.agents or j.agent in args.agents]
     if not jobs:
         print(f"error: no job of preset {args.preset!r} uses the agents {','.join(args.agents)!r}", file=sys.stderr)

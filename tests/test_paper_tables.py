@@ -113,3 +113,18 @@ def test_full_preset_has_the_image_rows_of_table2():
     lines = pt.robomimic_jobs.table([], images[0].dataset_id, "lift-image", "generated", {},
                                     ("pearce",), lambda *a: (math.nan, math.nan), lambda *a: "–", lambda *a: math.nan)
     assert lines[0] == "### Lift-H (two cameras): generated" and len(lines) == 7     # heading, header, 2 rows
+
+
+def test_table2_on_robomimics_ph_files():
+    """``--robomimic_data=ph``: the released files' places (downloaded on first use), Transport included, and the
+    tables name the PH data, not generated demos."""
+    ph = [d for d in pt.preset_datasets("full", set(), 0, "ph") if d.robomimic]
+    assert [d.dataset_id for d in ph] == [
+        f"robomimic/{t}/ph/{o}_v15.hdf5" for t, o in (("lift", "low_dim"), ("can", "low_dim"), ("square", "low_dim"),
+                                                      ("lift", "image"), ("can", "image"), ("transport", "low_dim"),
+                                                      ("transport", "image"))]
+    assert all(d.generate == "" and d.provenance.endswith("(robomimic PH file)") for d in ph)
+    cfg = pt.sweep_config(pt.jobs_for(ph[-2:-1], pt.BUDGETS["full"])[0], pt.BUDGETS["full"])
+    assert (cfg.dataset_id, cfg.generate, cfg.sequence.obs_steps) == ("robomimic/transport/ph/low_dim_v15.hdf5", "", 2)
+    assert [d.dataset_id for d in pt.preset_datasets("offline", set(), 0, "ph") if d.robomimic] == [
+        "robomimic/lift/ph/low_dim_v15.hdf5"]
