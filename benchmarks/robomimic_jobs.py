@@ -7,7 +7,7 @@ are labelled ``dbc:pearce``, ``dbc:unet``, ``dbc:dit`` or ``bc_gmm`` in the tabl
 from __future__ import annotations
 
 from cdp_jax import results
-from experiments.configs.robomimic import gammas
+from experiments.configs.robomimic import IMAGE_OBS_KEYS, gammas
 
 # backbone -> (results label, the paper's column at γ = 0, at γ > 0, the limited-data figure's column at γ = 0, > 0)
 COLUMNS = {"pearce": ("dbc:pearce", "DBC-MLP", "CDP-MLP", "DBC-MLP", "CDP"),
@@ -38,7 +38,8 @@ def table(rows, dataset_id: str, task: str, provenance: str, paper, backbones, c
     """Markdown lines: success rate at 100% data (Table 2) and average reward at 10% (Robomimic-Limited)."""
     image = task.endswith("-image")
     row = f"{task.removesuffix('-image').capitalize()}-{'H' if image else 'L'}"     # the paper's row names
-    lines = [f"### {row} ({'two cameras' if image else 'low-dim'}): {provenance}", "",
+    cameras = sum(k.endswith("_image") for k in IMAGE_OBS_KEYS.get(task, ()))
+    lines = [f"### {row} ({f'{cameras} cameras' if image else 'low-dim'}): {provenance}", "",
              "| backbone | γ | success rate, 100% data (paper) | average reward, 10% data (paper, read off) |",
              "|---|---|---|---|"]
     for backbone in (b for b in backbones if not (b == "bc_gmm" and image)):        # BC-GMM: low-dim only

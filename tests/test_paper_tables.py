@@ -112,7 +112,7 @@ def test_full_preset_has_the_image_rows_of_table2():
     assert (dit.network, dit.hidden, dit.dit_heads, dit.dit_depth, dit.image.emb_dim) == ("dit", 320, 10, 2, 256)
     lines = pt.robomimic_jobs.table([], images[0].dataset_id, "lift-image", "generated", {},
                                     ("pearce",), lambda *a: (math.nan, math.nan), lambda *a: "–", lambda *a: math.nan)
-    assert lines[0] == "### Lift-H (two cameras): generated" and len(lines) == 7     # heading, header, 2 rows
+    assert lines[0] == "### Lift-H (2 cameras): generated" and len(lines) == 7       # heading, header, 2 rows
 
 
 def test_table2_on_robomimics_ph_files():
