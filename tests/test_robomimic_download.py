@@ -27,8 +27,9 @@ def lift_bytes(tmp_path) -> bytes:
 
 
 class Server:
-    """Serves ``body`` at ``/{REPOSITORY}/lift/ph/low_dim_v15.hdf5``; ``cut_at`` ends the next full response after
-    that many bytes (the connection closes); every request's Range header is kept in ``ranges``."""
+    """Serves ``body`` at ``/{REPOSITORY}/lift/ph/low_dim_v15.hdf5`` through a redirect, as Hugging Face does;
+    ``cut_at`` ends the next full response after that many bytes (the connection closes); the Range header of
+    every request that reaches the file is kept in ``ranges`` (a resumed download's range survives the redirect)."""
 
     def __init__(self, body: bytes):
         self.body, self.cut_at, self.ranges, self.delay = body, None, [], 0.0
@@ -36,7 +37,12 @@ class Server:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path != f"/{D.REPOSITORY}/lift/ph/low_dim_v15.hdf5":
+                if self.path == f"/{D.REPOSITORY}/lift/ph/low_dim_v15.hdf5":     # as Hugging Face: to its CDN
+                    self.send_response(302)
+                    self.send_header("Location", "/cdn/lift-ph-low_dim")
+                    self.end_headers()
+                    return
+                if self.path != "/cdn/lift-ph-low_dim":
                     self.send_error(404, "Entry not found")
                     return
                 asked = self.headers.get("Range")
