@@ -63,13 +63,15 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
         raise ValueError(f"num_states must be >= 1 (dataset states to measure at), got {num_states}")
 
     from cdp_jax import results
-    from cdp_jax.datasets import Normalizer, load_transitions
+    from cdp_jax.datasets import Normalizer
     from cdp_jax.policy import load_grid
+    from cdp_jax.sweep import load_dataset
+    from cdp_jax.workdir import read_config
 
     agents, meta, step = load_grid(workdir)
     if not hasattr(agents, "denoiser"):
         raise ValueError(f"agent {meta['agent']!r} has no diffusion sampler to diagnose")
-    data, _ = load_transitions(meta["dataset_id"])
+    data, _ = load_dataset(read_config(workdir))          # as the sweep saw it
     norm = Normalizer.from_meta(meta)
     obs, acts = norm.obs(np.asarray(data.observations)), norm.to_agent_action(np.asarray(data.actions))
     rng = np.random.default_rng(seed)

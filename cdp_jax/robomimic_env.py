@@ -107,7 +107,7 @@ class RobomimicEnv:
     ``camera_widths`` of ``env_args``. ``raw`` holds robosuite's last observation dict (object poses for scripted
     controllers)."""
 
-    def __init__(self, env_args: dict, obs_keys: tuple | None = None):
+    def __init__(self, env_args: dict, obs_keys: tuple | None = None, offscreen: bool = False):
         suite = patch()
         self.env_args = copy.deepcopy(env_args)
         kwargs = dict(self.env_args["env_kwargs"])
@@ -121,13 +121,13 @@ class RobomimicEnv:
         kwargs["controller_configs"] = refactor_composite_controller_config(kwargs["controller_configs"], robots[0],
                                                                             ["right"])
         render = bool(self.cameras)
-        kwargs.update(has_renderer=False, has_offscreen_renderer=render, use_camera_obs=render)
+        kwargs.update(has_renderer=False, has_offscreen_renderer=render or offscreen, use_camera_obs=render)
         if render:
             kwargs.update(camera_names=[k[:-len(IMAGE_KEY_SUFFIX)] for k in self.cameras], camera_depths=False)
         try:
             self.env = suite.make(name, **kwargs)
         except Exception as err:                            # noqa: BLE001 - robosuite/mujoco raise many kinds
-            if not render or not is_gl_error(err):
+            if not (render or offscreen) or not is_gl_error(err):
                 raise
             raise rendering_unavailable(err) from None
         self.horizon = TASKS[self.task].horizon
@@ -162,6 +162,10 @@ class RobomimicEnv:
         self.raw, reward, _, _ = self.env.step(np.asarray(action, np.float64))
         return self._flat(self.raw), float(reward), bool(self.env._check_success())
 
+    def render(self, camera: str = "agentview", size: int = 256) -> np.ndarray:
+        """The scene from ``camera``, ``[size, size, 3]`` uint8, upright (needs ``offscreen=True``)."""
+        return np.asarray(self.env.sim.render(height=size, width=size, camera_name=camera)[::-1], np.uint8)
+
     def robomimic_obs(self) -> dict:
         """The current observation under robomimic's key names (what a robomimic file stores per frame: float32
         low-dim values, uint8 ``[H, W, 3]`` camera frames)."""
@@ -181,11 +185,15 @@ class RobomimicGymEnv(gym.Env):
     the task's full horizon in environment steps (or ``max_steps``, a shorter check; then it is truncated); ``info["success"]`` is 1.0 on every step
     where the task is solved."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(self, env_args: str, obs_keys: tuple | None = None, obs_steps: int = 1, horizon: int = 1,
-                 action_steps: int = 1, max_steps: int = 0):
-        self.inner = make_env(env_args, obs_keys)
+                 action_steps: int = 1, max_steps: int = 0, render_mode: str | None = None,
+                 render_camera: str = "agentview", render_size: int = 256):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode, self.render_camera, self.render_size = render_mode, render_camera, int(render_size)
+        self.inner = make_env(env_args, obs_keys, offscreen=render_mode is not None)
         self.obs_steps, self.horizon, self.action_steps = int(obs_steps), int(horizon), int(action_steps)
         self.max_steps = int(max_steps) or self.inner.horizon
         obs_dim = len(self.inner.reset(seed=0))
@@ -218,6 +226,10 @@ class RobomimicGymEnv(gym.Env):
                 break
         return self._observation(), total, False, self.steps >= self.max_steps, {"success": float(solved)}
 
+    def render(self) -> np.ndarray:
+        """``render_camera``'s view now, ``[render_size, render_size, 3]`` uint8 (``render_mode="rgb_array"``)."""
+        return self.inner.render(self.render_camera, self.render_size)
+
     def close(self):
         self.inner.close()
 
@@ -232,9 +244,10 @@ def gym_spec(env_args: dict, obs_keys: tuple, obs_steps: int = 1, horizon: int =
                     action_steps=action_steps, max_steps=max_steps))
 
 
-def make_env(env_args: dict | str, obs_keys: tuple | None = None) -> RobomimicEnv:
-    """The environment a robomimic file records (``env_args`` as a dict or its JSON text)."""
+def make_env(env_args: dict | str, obs_keys: tuple | None = None, offscreen: bool = False) -> RobomimicEnv:
+    """The environment a robomimic file records (``env_args`` as a dict or its JSON text); ``offscreen`` adds an
+    offscreen renderer for :meth:`RobomimicEnv.render` (camera observations have one anyway)."""
     if isinstance(env_args, str):
         env_args = json.loads(env_args)
-    return RobomimicEnv(env_args, obs_keys)
+    return RobomimicEnv(env_args, obs_keys, offscreen)
 

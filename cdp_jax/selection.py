@@ -25,15 +25,23 @@ COLUMNS = ("data_fraction", "gamma", "seeds", "holdout_score", "reported_score",
            "paired_gain", "paired_gain_ci95", "chosen")
 
 
-def holdout_scores(workdir: str, episodes: int) -> tuple[list[dict], dict]:
-    """Every member's mean normalised score on ``episodes`` held-out episodes at the last checkpoint:
-    ``([{seed, data_fraction, gamma, holdout_score}], sweep config)``."""
+def score_metric(info) -> str:
+    """What γ is chosen on: the normalised score where the dataset has reference scores, else the average return
+    (robomimic's average reward, the paper's Robomimic-Limited metric)."""
+    return "normalized_score" if info.ref_min_score is not None and info.ref_max_score is not None else "return"
+
+
+def holdout_scores(workdir: str, episodes: int) -> tuple[list[dict], dict, str]:
+    """Every member's mean score (:func:`score_metric`) on ``episodes`` held-out episodes at the last checkpoint:
+    ``([{seed, data_fraction, gamma, holdout_score}], sweep config, metric)``."""
     from cdp_jax import evaluation
-    from cdp_jax.datasets import Normalizer, load_transitions
+    from cdp_jax.datasets import Normalizer
     from cdp_jax.policy import load_grid
+    from cdp_jax.sweep import load_dataset
     agents, meta, step = load_grid(workdir)
     cfg = read_config(workdir)
-    _, info = load_transitions(meta["dataset_id"])
+    _, info = load_dataset(cfg)
+    metric = score_metric(info)
     act = evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key))
     seeds = np.asarray([m["seed"] for m in meta["members"]])
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(s), 3), step))(seeds)
@@ -42,16 +50,16 @@ def holdout_scores(workdir: str, episodes: int) -> tuple[list[dict], dict]:
                                  return_clip=tuple(cfg.get("eval_return_clip", ())),
                                  max_envs=int(cfg.get("eval_max_envs", 0)))
     rows = [dict(seed=m["seed"], data_fraction=m["data_fraction"], gamma=m["gamma"],
-                 holdout_score=float(scores["normalized_score"][i])) for i, m in enumerate(meta["members"])]
-    return rows, cfg
+                 holdout_score=float(scores[metric][i])) for i, m in enumerate(meta["members"])]
+    return rows, cfg, metric
 
 
-def choose(holdout: list[dict], reported: list[dict]) -> list[dict]:
+def choose(holdout: list[dict], reported: list[dict], metric: str = "normalized_score") -> list[dict]:
     """One row per (data fraction, γ > 0): held-out mean, reported mean ± CI, the γ = 0 reported mean, the
     seed-paired reported gain over γ = 0, and ``chosen`` on the γ with the best held-out mean of its fraction.
 
-    ``reported``: the sweep's final results.csv rows (one per member)."""
-    final = {(r["data_fraction"], r["gamma"], r["seed"]): r["normalized_score"] for r in reported}
+    ``reported``: the sweep's final results.csv rows (one per member); ``metric``: their column to report."""
+    final = {(r["data_fraction"], r["gamma"], r["seed"]): r[metric] for r in reported}
     out = []
     for frac in sorted({h["data_fraction"] for h in holdout}):
         gammas = sorted({h["gamma"] for h in holdout if h["data_fraction"] == frac and h["gamma"] > 0})
@@ -74,11 +82,13 @@ def choose(holdout: list[dict], reported: list[dict]) -> list[dict]:
     return out
 
 
-def selection_markdown(rows: list[dict], episodes: int, dataset_id: str) -> str:
+def selection_markdown(rows: list[dict], episodes: int, dataset_id: str, metric: str = "normalized_score") -> str:
+    what = "normalised score" if metric == "normalized_score" else "average return (no reference scores)"
     lines = [f"# γ chosen on held-out episodes: {dataset_id}", "",
              f"Each member was evaluated again on {episodes} held-out episodes (environment seeds the sweep never "
-             f"used); per data fraction the γ with the best held-out mean over seeds is chosen (**bold**). Scores: "
-             f"the sweep's own final evaluation, mean ± 95% CI over seeds; gain: seed-paired against γ = 0.", "",
+             f"used); per data fraction the γ with the best held-out mean over seeds is chosen (**bold**). Scores "
+             f"({what}): the sweep's own final evaluation, mean ± 95% CI over seeds; gain: seed-paired against "
+             f"γ = 0.", "",
              "| data fraction | γ | held-out mean | reported score | γ = 0 reported | paired gain |",
              "|---|---|---|---|---|---|"]
     for r in rows:
@@ -91,11 +101,12 @@ def selection_markdown(rows: list[dict], episodes: int, dataset_id: str) -> str:
 
 def select_gamma(workdir: str, episodes: int = 10) -> list[dict]:
     """Evaluates the held-out episodes, chooses γ and writes ``gamma_selection.md`` / ``.csv`` in ``workdir``."""
-    holdout, cfg = holdout_scores(workdir, episodes)
+    holdout, cfg, metric = holdout_scores(workdir, episodes)
     reported = results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))
     if not reported:
         raise ValueError(f"{workdir!r} has no results.csv rows yet; let the sweep reach an evaluation first")
-    rows = choose(holdout, reported)
+    rows = choose(holdout, reported, metric)
     results.write_csv(os.path.join(workdir, "gamma_selection.csv"), rows, COLUMNS)
-    atomic_write_text(os.path.join(workdir, "gamma_selection.md"), selection_markdown(rows, episodes, cfg["dataset_id"]))
+    atomic_write_text(os.path.join(workdir, "gamma_selection.md"),
+                      selection_markdown(rows, episodes, cfg["dataset_id"], metric))
     return rows

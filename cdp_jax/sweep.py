@@ -91,6 +91,28 @@ def _stop_on_signals(sweep: "Sweep"):
             signal.signal(s, h)
 
 
+def load_dataset(cfg: ml_collections.ConfigDict | dict):
+    """A sweep config's dataset (a ConfigDict, or a workdir's recorded config as ``read_config`` gives it) as
+    ``(Transitions on the device, DatasetInfo)``: a robomimic file cut into the config's windows (observation keys,
+    demo filter), or a Minari id. Refuses, in one line, actions that are not a Box and an offline-RL agent on a
+    dataset without rewards."""
+    cfg = ml_collections.ConfigDict(cfg) if isinstance(cfg, dict) else cfg
+    if is_robomimic(cfg.dataset_id):
+        data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
+                                   eval_max_steps=cfg.eval_max_steps, demo_filter=cfg.get("demo_filter", ""))
+        from cdp_jax.robomimic_env import check_environments
+        check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
+    else:
+        data, info = load_transitions(cfg.dataset_id)
+    if not info.continuous_actions:
+        raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
+                         f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
+    if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
+        raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
+                         f"rewards; use an imitation agent such as 'dbc'")
+    return data, info
+
+
 class Sweep:
     """Runs a validated config in ``workdir``: ``Sweep(cfg, workdir).run()`` returns the results rows.
 
@@ -112,22 +134,8 @@ class Sweep:
         self.stop_signal = None
 
     def _dataset(self):
-        cfg = self.cfg
         self._make_dataset()
-        if is_robomimic(cfg.dataset_id):
-            data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
-                                       eval_max_steps=cfg.eval_max_steps, demo_filter=cfg.get("demo_filter", ""))
-            from cdp_jax.robomimic_env import check_environments
-            check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
-        else:
-            data, info = load_transitions(cfg.dataset_id)
-        if not info.continuous_actions:
-            raise ValueError(f"agent {cfg.agent!r} needs a continuous (Box) action space, but dataset "
-                             f"{cfg.dataset_id!r} has {info.action_space}; choose a dataset with Box actions")
-        if cfg.agent in agent_registry.OFFLINE_RL and not info.has_rewards:
-            raise ValueError(f"agent {cfg.agent!r} is an offline-RL agent but dataset {cfg.dataset_id!r} has no "
-                             f"rewards; use an imitation agent such as 'dbc'")
-        return data, info
+        return load_dataset(self.cfg)
 
     def _make_dataset(self) -> None:
         """Generates a missing dataset that the config can generate, or downloads a missing robomimic release where

@@ -230,6 +230,14 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     idx = subset_indices(sweep.info.total_steps, 0.5, 42)
     member = next(i for i, m in enumerate(sweep.grid.members) if m["data_fraction"] == 0.5)
     np.testing.assert_array_equal(np.asarray(sweep.grid.subsets.idx[member])[:len(idx)], idx)
+    # the tools that read a finished workdir load its dataset as the sweep did (windows, history, env_args)
+    from cdp_jax.diagnostics import diagnose_sweep
+    from cdp_jax.selection import select_gamma
+    workdir = str(tmp_path / "sweep")
+    assert {r["metric"] for r in diagnose_sweep(workdir, num_states=4, num_levels=2, num_noises=2)} >= {"lambda_max"}
+    chosen = select_gamma(workdir, episodes=1)                # robomimic has no reference scores: average return
+    assert [r["data_fraction"] for r in chosen if r["chosen"]] == [0.5, 1.0]
+    assert "average return (no reference scores)" in (tmp_path / "sweep" / "gamma_selection.md").read_text()
     bad = base_config()
     bad.sequence = dict(obs_steps=2, horizon=2, action_steps=1)
     from cdp_jax.config import validate
@@ -238,6 +246,32 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     bad.dataset_id, bad.sequence = path, dict(obs_steps=1, horizon=2, action_steps=4)
     with pytest.raises(ValueError, match="shorter than action_steps"):          # the same check as the windows'
         validate(bad)
+    # a member's episodes rendered to a GIF, as a user runs it: a fresh process, where XLA's first compilation and
+    # the first OpenGL context meet (llvmpipe draws garbage if the context comes first). Last: it needs OpenGL.
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from cdp_jax.robosuite_compat import RenderingUnavailable
+    try:
+        robomimic_env.check_environments(cameras=True)
+    except RenderingUnavailable as err:
+        pytest.skip(str(err))
+    gif = str(tmp_path / "member3.gif")
+    done = subprocess.run([sys.executable, "-m", "experiments.rollout", f"--workdir={workdir}", "--member=3",
+                           "--episodes=2", "--size=48", f"--out={gif}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "member 3 (seed 0, data fraction 0.5, γ 0.1) at step 10: returns [" in done.stdout
+    with Image.open(gif) as image:                          # consecutive equal frames are merged
+        frames = []
+        for i in range(image.n_frames):
+            image.seek(i)
+            frames.append(np.asarray(image.convert("RGB"), np.float32))
+    assert image.size == (48, 48) and 2 <= len(frames) <= 2 * (1 + 40 // 4)
+    # a real scene: the table fills the lower half, and no frame jumps (llvmpipe's garbage changes every pixel)
+    assert all(f[24:].mean() > 150 for f in frames)
+    assert max(np.abs(a - b).mean() for a, b in zip(frames, frames[1:])) < 40
 
 
 def test_every_robomimic_config_validates():
