@@ -17,7 +17,7 @@ AdamW lr 1e-4, batch 256, and the contraction loss from one random probe per sam
 16 x 7 chunk would take 112 JVPs). One probe is enough: on a Lift-shaped UNet its per-sample estimate has a
 relative standard deviation of 0.15 (measured; about sqrt(2/d) for d = 112), 1% once averaged over the batch of
 256, far below the spread of the exact values across samples; each probe costs about two DP-Unet updates
-(CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.15-1.17x on a 1/16 sub-batch;
+(CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.11-1.17x on a 1/16 sub-batch;
 `benchmarks/contraction_cost.py --parts=chunks`, `benchmarks/reduced_contraction_cost.py`). The term on every
 16th update only (`contraction.every=16`, scaled or held) costs about 1.1x but lost CDP-Unet's gain on generated
 Lift over 9 seeds; a sub-batch at every update (`contraction.batch_fraction`) kept it (16 rows, over 18 seeds: reward
