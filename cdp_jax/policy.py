@@ -112,19 +112,25 @@ def load_policy(workdir: str, member: int | None = None, *, seed: int | None = N
 
 def members_table(workdir: str) -> str:
     """A Markdown table of a sweep's grid members: the index ``load_policy(workdir, member=i)`` takes, seed,
-    data fraction, γ, and the last evaluated step and normalised score in ``results.csv``."""
+    data fraction, γ, and the last evaluated step and score in ``results.csv`` (the summary's headline metric:
+    the normalised score, or robomimic's success rate and average return)."""
     from cdp_jax import results
     meta_path = os.path.join(workdir, META)
     if not os.path.exists(meta_path):
         raise ValueError(f"{workdir!r} holds no {META}; it is not a sweep workdir, or its sweep never started")
     with open(meta_path) as f:
         meta = json.load(f)
-    last = {(r["seed"], r["data_fraction"], r["gamma"]): r
-            for r in results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))}
+    final = results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))
+    last = {(r["seed"], r["data_fraction"], r["gamma"]): r for r in final}
+    metrics = [results.headline_metric(final)] if final else ["normalized_score"]
+    if metrics == ["success"]:
+        metrics.append("return")
+    names = " | ".join(m.replace("normalized_score", "normalised score") for m in metrics)
     lines = [f"Members of {workdir} ({meta['agent']} on {meta['dataset_id']}):", "",
-             "| member | seed | data fraction | γ | last step | normalised score |", "|---|---|---|---|---|---|"]
+             f"| member | seed | data fraction | γ | last step | {names} |", "|---|---|---|---|---|" + "---|" * len(metrics)]
     for i, m in enumerate(meta["members"]):
         r = last.get((m["seed"], m["data_fraction"], m["gamma"]))
-        step, score = (r["step"], f"{r['normalized_score']:.1f}") if r else ("–", "–")
-        lines.append(f"| {i} | {m['seed']} | {m['data_fraction']:g} | {m['gamma']:g} | {step} | {score} |")
+        cells = [str(r["step"]) if r else "–"] + [results.fmt_number(r[k], 2 if k == "success" else 1) if r else "–"
+                                                  for k in metrics]
+        lines.append(f"| {i} | {m['seed']} | {m['data_fraction']:g} | {m['gamma']:g} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"

@@ -238,6 +238,8 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     chosen = select_gamma(workdir, episodes=1)                # robomimic has no reference scores: average return
     assert [r["data_fraction"] for r in chosen if r["chosen"]] == [0.5, 1.0]
     assert "average return (no reference scores)" in (tmp_path / "sweep" / "gamma_selection.md").read_text()
+    from cdp_jax.policy import members_table
+    assert "| member | seed | data fraction | γ | last step | success | return |" in members_table(workdir)
     bad = base_config()
     bad.sequence = dict(obs_steps=2, horizon=2, action_steps=1)
     from cdp_jax.config import validate
