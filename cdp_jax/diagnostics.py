@@ -73,13 +73,17 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
         raise ValueError(f"agent {meta['agent']!r} has no diffusion sampler to diagnose")
     data, _ = load_dataset(read_config(workdir))          # as the sweep saw it
     norm = Normalizer.from_meta(meta)
-    obs, acts = norm.obs(np.asarray(data.observations)), norm.to_agent_action(np.asarray(data.actions))
+    # neighbours by the standardised low-dim observation (image rows also hold frame indices: not a distance);
+    # the states themselves as the policy sees them (image rows: their frames' pixels, Transitions.rows)
+    low = norm.obs(np.asarray(data.observations))[:, :norm.obs_mean.shape[-1]]
+    acts = norm.to_agent_action(np.asarray(data.actions))
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(obs), min(num_states, len(obs)), replace=False)
-    pool = rng.choice(len(obs), min(20_000, len(obs)), replace=False)
-    dist = np.linalg.norm(obs[pick][:, None] - obs[pool][None], axis=-1)
+    pick = rng.choice(len(low), min(num_states, len(low)), replace=False)
+    pool = rng.choice(len(low), min(20_000, len(low)), replace=False)
+    dist = np.linalg.norm(low[pick][:, None] - low[pool][None], axis=-1)
     near = pool[np.argsort(dist, axis=1)[:, :neighbours]]
-    states, data_act, near_act = (jnp.asarray(x, jnp.float32) for x in (obs[pick], acts[pick], acts[near]))
+    states = norm.obs(data.rows(jnp.asarray(pick)).observations)
+    data_act, near_act = (jnp.asarray(x, jnp.float32) for x in (acts[pick], acts[near]))
     steps_T = meta["agent_config"]["diffusion"]["diffusion_steps"]
     levels = np.unique(np.linspace(0, steps_T - 1, num_levels).astype(int))
     key = jax.random.PRNGKey(seed)

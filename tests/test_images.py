@@ -159,6 +159,9 @@ def test_an_image_sweep_trains_cdp_and_evaluates_members_in_lockstep(lift_images
     assert len(rows) == 2 and all(r["success"] in (0.0, 1.0) and np.isfinite(r["return"]) for r in rows)
     assert sweep.info.image_layout["cameras"] == ("agentview_image",) and sweep.info.obs_dim == 2 * (9 + 32 * 32 * 3)
     assert all(np.isfinite(r["lambda_max"]) for r in rows)        # the diagnostics ran through the encoder
+    from cdp_jax.diagnostics import diagnose_sweep                # and experiments.diagnose, on the frames' pixels
+    measured = diagnose_sweep(str(tmp_path / "sweep"), num_states=2, num_noises=2, num_levels=2, neighbours=2)
+    assert measured and all(np.isfinite(r["value"]) for r in measured)
 
 
 def test_an_unusable_gl_backend_is_one_line_naming_mujoco_gl(lift_images, tmp_path):
