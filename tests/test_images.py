@@ -162,6 +162,19 @@ def test_an_image_sweep_trains_cdp_and_evaluates_members_in_lockstep(lift_images
     from cdp_jax.diagnostics import diagnose_sweep                # and experiments.diagnose, on the frames' pixels
     measured = diagnose_sweep(str(tmp_path / "sweep"), num_states=2, num_noises=2, num_levels=2, neighbours=2)
     assert measured and all(np.isfinite(r["value"]) for r in measured)
+    # a member as a frozen policy on the environment's own observation (history of pixels), and its jax.export file
+    import jax
+
+    from cdp_jax.exported import load_exported
+    from cdp_jax.policy import load_policy
+    policy = load_policy(str(tmp_path / "sweep"), member=1)
+    env = sweep.info.make_env()
+    obs, _ = env.reset(seed=3)
+    env.close()
+    action = np.asarray(policy.act(obs[None], jax.random.PRNGKey(5)))
+    assert action.shape == (1, sweep.info.act_dim) and np.all(np.abs(action) <= 1.0)
+    exported = load_exported(policy.export(str(tmp_path / "image_policy.cdpx")))
+    np.testing.assert_allclose(exported(obs[None], seed=5), action, atol=1e-5)
 
 
 def test_an_unusable_gl_backend_is_one_line_naming_mujoco_gl(lift_images, tmp_path):
