@@ -138,3 +138,19 @@ def test_a_second_writer_is_refused_at_once_and_the_first_is_undisturbed(referen
     time.sleep(3)
     kill_group(proc)
     sweep.Sweep(tiny_config(num_steps=STEPS, eval_every=EVAL_EVERY), str(workdir)).lock.release()
+
+
+def test_atomic_writes_honour_the_umask_and_leave_no_temporary(tmp_path):
+    """results.csv, summary.md, config.json, robomimic files: readable as a plain ``open`` would make them."""
+    import stat
+
+    from cdp_jax.io import atomic_write_bytes
+    path = tmp_path / "run" / "results.csv"
+    old = os.umask(0o027)
+    try:
+        atomic_write_bytes(str(path), b"a,b\n")
+        atomic_write_bytes(str(path), b"a,b\n1,2\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and path.read_bytes() == b"a,b\n1,2\n"
+    assert os.listdir(path.parent) == ["results.csv"]
