@@ -217,8 +217,11 @@ class RobomimicGymEnv(gym.Env):
     def step(self, action):
         chunk = np.asarray(action, np.float64).reshape(self.horizon, self.inner.act_dim)[:self.action_steps]
         total, solved = 0.0, False
+        self.step_frames = []                   # with render_mode: every executed control step's view
         for a in chunk:
             obs, reward, success = self.inner.step(np.clip(a, -1.0, 1.0))
+            if self.render_mode is not None:
+                self.step_frames.append(self.render())
             self.history.append(obs)
             total, solved = total + reward, solved or success
             self.steps += 1
@@ -227,7 +230,8 @@ class RobomimicGymEnv(gym.Env):
         return self._observation(), total, False, self.steps >= self.max_steps, {"success": float(solved)}
 
     def render(self) -> np.ndarray:
-        """``render_camera``'s view now, ``[render_size, render_size, 3]`` uint8 (``render_mode="rgb_array"``)."""
+        """``render_camera``'s view now, ``[render_size, render_size, 3]`` uint8 (``render_mode="rgb_array"``);
+        ``step_frames`` holds one such view per control step of the last :meth:`step` (a chunk runs several)."""
         return self.inner.render(self.render_camera, self.render_size)
 
     def close(self):

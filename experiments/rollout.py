@@ -33,7 +33,7 @@ def main(argv):
     m = got["member"]
     print(f"member {_MEMBER.value} (seed {m['seed']}, data fraction {m['data_fraction']:g}, γ {m['gamma']:g}) at "
           f"step {got['step']}: returns {[round(r, 2) for r in got['returns']]}, success {got['success']}")
-    print(f"wrote {got['path']}")
+    print(f"wrote {got['path']} ({got['frames']} frames)")
 
 
 if __name__ == "__main__":
