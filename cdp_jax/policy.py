@@ -122,9 +122,7 @@ def members_table(workdir: str) -> str:
         meta = json.load(f)
     final = results.final_rows(results.read_csv(os.path.join(workdir, "results.csv")))
     last = {(r["seed"], r["data_fraction"], r["gamma"]): r for r in final}
-    metrics = [results.headline_metric(final)] if final else ["normalized_score"]
-    if metrics == ["success"]:
-        metrics.append("return")
+    metrics = results.reported_metrics(final) if final else ["normalized_score"]
     names = " | ".join(m.replace("normalized_score", "normalised score") for m in metrics)
     lines = [f"Members of {workdir} ({meta['agent']} on {meta['dataset_id']}):", "",
              f"| member | seed | data fraction | γ | last step | {names} |", "|---|---|---|---|---|" + "---|" * len(metrics)]

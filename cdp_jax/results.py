@@ -101,12 +101,17 @@ def headline_metric(rows: list[dict]) -> str:
     return "return"
 
 
-def summary_markdown(rows: list[dict], metric: str | None = None) -> str:
-    """The final evaluation per (dataset, agent, fraction, γ) as Markdown tables: ``metric`` (default
-    :func:`headline_metric`), and the average return too when that is the success rate (robomimic's two metrics)."""
+def reported_metrics(rows: list[dict], metric: str = "") -> list[str]:
+    """The columns a report shows: ``metric`` (default :func:`headline_metric`), and the average return after it
+    when that is the success rate (robomimic's two metrics, Table 2 and Robomimic-Limited)."""
     metric = metric or headline_metric(rows)
-    text = _summary_table(rows, metric)
-    return text + "\n" + _summary_table(rows, "return") if metric == "success" else text
+    return [metric, "return"] if metric == "success" else [metric]
+
+
+def summary_markdown(rows: list[dict], metric: str | None = None) -> str:
+    """The final evaluation per (dataset, agent, fraction, γ) as Markdown tables, one per
+    :func:`reported_metrics`."""
+    return "\n".join(_summary_table(rows, m) for m in reported_metrics(rows, metric or ""))
 
 
 def _summary_table(rows: list[dict], metric: str) -> str:
@@ -128,8 +133,8 @@ def write_reports(rows: list[dict], outdir: str) -> None:
     atomic_write_text(os.path.join(outdir, "summary.md"), summary_markdown(rows))
     plots = os.path.join(outdir, "plots")
     plot_all(rows, plots)
-    if headline_metric(rows) == "success":      # robomimic's second metric, the average reward
-        plot_all(rows, os.path.join(plots, "return"), "return")
+    for metric in reported_metrics(rows)[1:]:      # robomimic's second metric, the average reward
+        plot_all(rows, os.path.join(plots, metric), metric)
 
 
 def save_figure(fig, path: str) -> None:

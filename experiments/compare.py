@@ -35,9 +35,7 @@ def compare(workdirs: list[str], out: str, metric: str = "", allow: tuple = ()) 
     rows = comparison.pooled_rows(workdirs, tuple(allow))
     if metric and metric not in rows[0]:
         raise ValueError(f"unknown metric {metric!r}; results.csv has {', '.join(results.COLUMNS)}")
-    metrics = [metric] if metric else [results.headline_metric(rows)]
-    if metrics == ["success"]:
-        metrics.append("return")
+    metrics = results.reported_metrics(rows, metric)
     os.makedirs(out, exist_ok=True)
     if len(workdirs) > 1:
         results.write_csv(os.path.join(out, "results.csv"), rows)
