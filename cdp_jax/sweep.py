@@ -157,12 +157,11 @@ class Sweep:
     def _make_missing_dataset(self) -> None:
         cfg = self.cfg
         if is_robomimic(cfg.dataset_id):
-            release = robomimic_download.released(cfg.dataset_id)
             if cfg.generate:
                 print(f"dataset {cfg.dataset_id} is not here: generating it with {cfg.generate} (first use only)")
                 generate_dataset(cfg.generate, cfg.dataset_id, cfg.generate_steps or None, progress=self.progress,
                                  image_size=cfg.generate_image_size)
-            elif release and hub_reachable():
+            elif (release := robomimic_download.released(cfg.dataset_id)) and hub_reachable():
                 print(f"dataset {cfg.dataset_id} is not here: downloading robomimic's (first use only)")
                 robomimic_download.download(*release, progress=self.progress)
         elif cfg.generate:

@@ -237,6 +237,10 @@ def test_a_dbc_sweep_trains_and_evaluates_on_a_robomimic_file(lift_file, tmp_pat
     assert {r["metric"] for r in diagnose_sweep(workdir, num_states=4, num_levels=2, num_noises=2)} >= {"lambda_max"}
     chosen = select_gamma(workdir, episodes=1)                # robomimic has no reference scores: average return
     assert [r["data_fraction"] for r in chosen if r["chosen"]] == [0.5, 1.0]
+    final = {(r["data_fraction"], r["gamma"]): r["return"] for r in rows}      # one seed: the means are its values
+    for r in chosen:                                        # returns, not the NaN normalised score
+        assert np.isfinite(r["holdout_score"]) and r["reported_score"] == pytest.approx(final[(r["data_fraction"], 0.1)])
+        assert r["gamma0_score"] == pytest.approx(final[(r["data_fraction"], 0.0)])
     assert "average return (no reference scores)" in (tmp_path / "sweep" / "gamma_selection.md").read_text()
     from cdp_jax.policy import members_table
     assert "| member | seed | data fraction | γ | last step | success | return |" in members_table(workdir)
