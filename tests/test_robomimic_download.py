@@ -147,8 +147,7 @@ def test_download_failures_are_one_line_that_names_the_fix(server, tmp_path, mon
 def test_the_download_command_line(server, tmp_path, monkeypatch, capsys):
     from cdp_jax.datasets.__main__ import main
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
-    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", server.endpoint)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", server.endpoint)     # what HF_ENDPOINT sets at import
     assert main(["download", "robomimic-lift"]) == 0
     assert os.path.isfile(tmp_path / "robomimic" / "lift" / "ph" / "low_dim_v15.hdf5")
     assert main(["list"]) == 0
