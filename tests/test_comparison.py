@@ -145,3 +145,12 @@ def test_the_command_line_gives_one_line_errors(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: several workdirs are pooled into a new folder: name it with --out=runs/pooled"
+
+
+def test_summary_interval_is_the_student_t_interval():
+    """``results.mean_ci`` against the tabulated t quantile t(0.975, df = 4) = 2.776445 and numpy's sample std."""
+    v = [1.0, 2.0, 4.0, 8.0, 16.0]
+    mean, std, half, n = results.mean_ci(v + [float("nan")])           # non-finite values are left out
+    assert (mean, n) == (6.2, 5) and std == pytest.approx(np.std(v, ddof=1))
+    assert half == pytest.approx(2.776445105 * np.std(v, ddof=1) / np.sqrt(5), rel=1e-9)
+    assert results.mean_ci([3.0])[:3] == (3.0, 0.0, pytest.approx(float("nan"), nan_ok=True))
