@@ -18,6 +18,7 @@ add_xla_flag("xla_backend_optimization_level", "1")
 prefer_wide_cpu_vectors()
 
 
+@pytest.hookimpl(optionalhook=True)              # known only where xdist is loaded (not with -p no:xdist)
 def pytest_xdist_auto_num_workers(config):
     """One xdist worker more than cores (``numprocesses=auto``; setup.cfg caps it at 4): a worker leaves its cores
     idle much of the time (XLA compiles on one thread, small steps do not fill two cores, CLI subprocesses are

@@ -17,8 +17,8 @@ from cdp_jax.datasets import robomimic_hdf5 as H
 LIFT_KEYS = {"object": 10, "robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2}
 
 
-def lift_bytes(tmp_path) -> bytes:
-    rng = np.random.default_rng(0)
+def lift_bytes(tmp_path, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
     episodes = [{"obs": {k: rng.normal(size=(n, d)) for k, d in LIFT_KEYS.items()}, "actions": rng.normal(size=(n, 7)),
                  "rewards": np.zeros(n), "states": rng.normal(size=(n, 5))} for n in (30, 40)]
     path = H.write_demos(str(tmp_path / "source.hdf5"), episodes, {"env_name": "Lift", "type": 1, "env_kwargs": {}})
@@ -29,10 +29,13 @@ def lift_bytes(tmp_path) -> bytes:
 class Server:
     """Serves ``body`` at ``/{REPOSITORY}/lift/ph/low_dim_v15.hdf5`` through a redirect, as Hugging Face does;
     ``cut_at`` ends the next full response after that many bytes (the connection closes); the Range header of
-    every request that reaches the file is kept in ``ranges`` (a resumed download's range survives the redirect)."""
+    every request that reaches the file is kept in ``ranges`` (a resumed download's range survives the redirect),
+    its If-Range header in ``if_ranges``; ``etag`` is the file's version: a range whose If-Range names another
+    version is answered with the whole file (200), as RFC 9110 says."""
 
     def __init__(self, body: bytes):
-        self.body, self.cut_at, self.ranges, self.delay = body, None, [], 0.0
+        self.body, self.cut_at, self.ranges, self.if_ranges, self.delay = body, None, [], [], 0.0
+        self.etag = '"v1"'
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -45,8 +48,11 @@ class Server:
                 if self.path != "/cdn/lift-ph-low_dim":
                     self.send_error(404, "Entry not found")
                     return
-                asked = self.headers.get("Range")
+                asked, if_range = self.headers.get("Range"), self.headers.get("If-Range")
                 server.ranges.append(asked)
+                server.if_ranges.append(if_range)
+                if if_range is not None and if_range != server.etag:
+                    asked = None                                # changed since: the whole file
                 time.sleep(server.delay)
                 start = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
                 if start >= len(server.body):
@@ -54,6 +60,7 @@ class Server:
                     return
                 self.send_response(206 if asked else 200)
                 self.send_header("Content-Length", str(len(server.body) - start))
+                self.send_header("ETag", server.etag)
                 self.end_headers()
                 end = len(server.body) if server.cut_at is None else server.cut_at
                 server.cut_at = None
@@ -86,7 +93,8 @@ def test_a_download_cut_short_resumes_and_only_a_whole_checked_file_appears(serv
     assert not os.path.exists(path) and os.path.getsize(path + ".part") == len(server.body) // 3
     assert D.download("lift", path=path, endpoint=server.endpoint, progress=False) == path
     assert server.ranges == [None, f"bytes={len(server.body) // 3}-"]           # the second request resumed
-    assert not os.path.exists(path + ".part")
+    assert server.if_ranges == [None, '"v1"']                   # if the file is still the version it began with
+    assert not os.path.exists(path + ".part") and not os.path.exists(path + ".part.validator")
     with open(path, "rb") as f:
         assert f.read() == server.body
     demos = H.read_demos(path)
@@ -94,6 +102,23 @@ def test_a_download_cut_short_resumes_and_only_a_whole_checked_file_appears(serv
     assert demos.observations.shape == (70, sum(LIFT_KEYS.values()))
     # a file already there is checked and kept, without a request
     assert D.download("lift", path=path, endpoint=server.endpoint, progress=False) == path and len(server.ranges) == 2
+
+
+def test_a_file_changed_on_the_server_since_the_cut_is_downloaded_whole(server, tmp_path):
+    """Resuming must not append a new version of the file to the start of the old one."""
+    path = str(tmp_path / "low_dim_v15.hdf5")
+    server.cut_at = len(server.body) // 2
+    with pytest.raises(ValueError, match="rerun the same command to resume"):
+        D.download("lift", path=path, endpoint=server.endpoint, progress=False)
+    old = server.body
+    (tmp_path / "v2").mkdir()
+    server.body, server.etag = lift_bytes(tmp_path / "v2", seed=1), '"v2"'
+    assert server.body != old and len(server.body) > len(old) // 2
+    D.download("lift", path=path, endpoint=server.endpoint, progress=False)
+    assert server.if_ranges == [None, '"v1"']
+    with open(path, "rb") as f:
+        assert f.read() == server.body
+    assert not os.path.exists(path + ".part.validator")
 
 
 def test_processes_that_ask_for_one_file_at_once_download_it_once(server, tmp_path):

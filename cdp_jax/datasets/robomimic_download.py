@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 
 from cdp_jax.datasets.robomimic_hdf5 import check_file, resolve_path
-from cdp_jax.io import folder_lock
+from cdp_jax.io import atomic_write_text, folder_lock
 
 REPOSITORY = "datasets/robomimic/robomimic_datasets/resolve/main/v1.5"
 # Proficient-human (ph) and multi-human (mh) demonstrations of the tasks cdp_jax.robomimic_env runs (robomimic also
@@ -92,23 +92,43 @@ def _download_locked(source: str, path: str, overwrite: bool, progress: bool, ti
             raise ValueError(f"{err}; rerun with --overwrite to download it again") from None
         return path
     part = path + ".part"
-    if overwrite and os.path.exists(part):
-        os.remove(part)
+    if overwrite:
+        _remove(part, part + ".validator")
     _fetch(source, part, path, progress, timeout)
     try:
         check_file(part)
     except ValueError as err:
-        os.remove(part)
+        _remove(part, part + ".validator")
         raise ValueError(f"what {source} sent is not a robomimic file ({err}); nothing was kept") from None
     os.replace(part, path)
+    _remove(part + ".validator")
     return path
 
 
+def _remove(*paths: str) -> None:
+    for p in paths:
+        if os.path.exists(p):
+            os.remove(p)
+
+
+def _validator(headers) -> str | None:
+    """The response's strong validator for ``If-Range``: its ETag, else its Last-Modified date (RFC 9110 13.1.5:
+    a weak ETag may not be used)."""
+    etag = headers.get("ETag")
+    return etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
+
+
 def _fetch(source: str, part: str, path: str, progress: bool, timeout: float) -> None:
-    """Streams ``source`` into ``part``, resuming after the bytes already there (an HTTP range request)."""
+    """Streams ``source`` into ``part``, resuming after the bytes already there: an HTTP range request with
+    ``If-Range`` set to the validator (ETag or date) that the first response gave, kept in ``part.validator``, so
+    that a file changed on the server since is sent whole, not appended to the old one's start."""
     from tqdm import tqdm
     have = os.path.getsize(part) if os.path.exists(part) else 0
-    request = urllib.request.Request(source, headers={"Range": f"bytes={have}-"} if have else {})
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    if have and os.path.exists(part + ".validator"):
+        with open(part + ".validator") as f:
+            headers["If-Range"] = f.read()
+    request = urllib.request.Request(source, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
@@ -121,8 +141,13 @@ def _fetch(source: str, part: str, path: str, progress: bool, timeout: float) ->
         raise ValueError(f"cannot reach {source} ({reason}); without a network, download it elsewhere and copy it "
                          f"to {path}") from None
     with response:
-        if response.status != 206:              # the server ignored the range: start again
+        if response.status != 206:              # the server ignored the range, or the file changed: start again
             have = 0
+            validator = _validator(response.headers)
+            if validator:
+                atomic_write_text(part + ".validator", validator)
+            else:
+                _remove(part + ".validator")
         size = response.headers.get("Content-Length")
         total = have + int(size) if size is not None else None
         with open(part, "ab" if have else "wb") as out, tqdm(
