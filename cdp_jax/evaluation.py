@@ -53,12 +53,11 @@ def start_memory_measurement(info: DatasetInfo, members: int, num_episodes: int,
 
 
 def grid_actor(act_fn: Callable) -> Callable:
-    """Jits ``act_fn(agent, obs [E, obs_dim], key) -> [E, act_dim]`` over a stacked grid: ``[G, E, ...]``."""
-    return jax.jit(jax.vmap(act_fn, (0, 0, 0)))
-
-
-# Each member's key for step t of an episode: compiled once (a vmap outside jit traced anew at every step, 1 ms).
-_fold_in = jax.jit(jax.vmap(jax.random.fold_in, (0, None)))
+    """Jits ``act_fn(agent, obs [E, obs_dim], key) -> [E, act_dim]`` over a stacked grid as
+    ``act(agents [G], obs [G, E, obs_dim], keys [G], t) -> [G, E, act_dim]``: member g acts at episode step ``t``
+    with ``fold_in(keys[g], t)``, folded inside the one compiled call of each step."""
+    step_keys = jax.vmap(jax.random.fold_in, (0, None))
+    return jax.jit(lambda agents, obs, keys, t: jax.vmap(act_fn)(agents, obs, step_keys(keys, t)))
 
 
 def evaluate(agents, act: Callable, info: DatasetInfo, normalizer: Normalizer, keys: jax.Array,
@@ -125,7 +124,7 @@ def _rollouts(agents, act, info, normalizer, keys, e, seed, workers):
         obs = pool.reset(np.tile(seed + np.arange(e), g))
         t = 0
         while not done.all():
-            actions = np.asarray(act(agents, jnp.asarray(normalizer.obs(obs.reshape(g, e, -1))), _fold_in(keys, t)))
+            actions = np.asarray(act(agents, jnp.asarray(normalizer.obs(obs.reshape(g, e, -1))), keys, t))
             active = ~done
             new_obs, reward, finished, succ = pool.step(normalizer.to_env_action(actions).reshape(g * e, -1), active)
             obs[active], returns[active] = new_obs[active], returns[active] + reward[active]

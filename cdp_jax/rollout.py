@@ -65,10 +65,9 @@ def record(policy, env: gym.Env, obs_layout, episodes: int, seed: int, key: jax.
             obs, reward, terminated, truncated, info = env.step(np.asarray(action[0]))
             frames += [np.asarray(f, np.uint8) for f in getattr(env.unwrapped, "step_frames", None) or [env.render()]]
             total, done, t = total + float(reward), terminated or truncated, t + 1
-            if "success" in info:
-                solved = max(0.0 if np.isnan(solved) else solved, float(info["success"]))
+            solved = np.fmax(solved, float(info.get("success", np.nan)))    # NaN while never reported
         returns.append(total)
-        success.append(solved)
+        success.append(float(solved))
     return dict(frames=frames, returns=returns, success=success)
 
 
