@@ -2,7 +2,7 @@
 
 The public API, imported on first use (so that ``cdp_jax.exported`` stays free of training code)::
 
-    cdp_jax.base_config()            # a sweep config (ml_collections), cdp_jax.config
+    cdp_jax.base_config()            # a sweep config (ml_collections), cdp_jax.train.config
     cdp_jax.Sweep(cfg, workdir).run()
     cdp_jax.load_policy(workdir, seed=0, data_fraction=0.05, gamma=0.1)
     cdp_jax.load_exported("policy.cdpx")
@@ -10,8 +10,8 @@ The public API, imported on first use (so that ``cdp_jax.exported`` stays free o
 """
 import importlib
 
-_EXPORTS = {"base_config": "cdp_jax.config", "Sweep": "cdp_jax.sweep", "load_policy": "cdp_jax.policy",
-            "members_table": "cdp_jax.policy", "load_exported": "cdp_jax.exported",
+_EXPORTS = {"base_config": "cdp_jax.train.config", "Sweep": "cdp_jax.train.sweep", "load_policy": "cdp_jax.train.policy",
+            "members_table": "cdp_jax.train.policy", "load_exported": "cdp_jax.exported",
             "load_transitions": "cdp_jax.datasets", "Normalizer": "cdp_jax.datasets", "generate_dataset": "cdp_jax.datasets"}
 __all__ = sorted(_EXPORTS)
 

@@ -20,17 +20,10 @@ class ExportError(ValueError):
     """An exported file that cannot be run here; the message says why."""
 
 
-def write_exported(path: str, serialized: bytes, header: dict) -> None:
-    """``MAGIC | header length (8 bytes) | JSON header | jax.export bytes``, written atomically."""
-    from cdp_jax.io import atomic_write_bytes
-    head = json.dumps(dict(header, format=FORMAT, format_version=FORMAT_VERSION, jax_version=jax.__version__)).encode()
-    atomic_write_bytes(path, MAGIC + len(head).to_bytes(8, "little") + head + serialized)
-
-
 def read_header(path: str) -> tuple[dict, bytes]:
     if os.path.isdir(path):
         raise ExportError(f"{path} is a folder, not an exported policy file; a sweep workdir loads with "
-                          f"cdp_jax.policy.load_policy(workdir, ...)")
+                          f"cdp_jax.train.policy.load_policy(workdir, ...)")
     try:
         with open(path, "rb") as f:
             blob = f.read()

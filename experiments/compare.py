@@ -8,12 +8,15 @@ paired.md also tests the data-scarcity claim where fraction 1.0 and smaller ones
 over γ = 0 at the smaller fraction minus the gain at 1.0 (scarcity.csv).
 
 The sweeps must share every setting but the grid's (seeds, fractions, γ values, chunking); ``--allow=key,...``
-names keys that may differ. One member's evaluation in two workdirs is refused. See cdp_jax/comparison.py.
+names keys that may differ. One member's evaluation in two workdirs is refused. See cdp_jax/analysis/comparison.py.
 """
 import os
 import sys
 
 from absl import app, flags
+from cdp_jax.analysis import comparison
+from cdp_jax.train import results
+from cdp_jax.io import atomic_write_text
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "the sweeps' workdirs, comma-separated")
 _OUT = flags.DEFINE_string("out", "", "where the pooled files go (needed for several workdirs; never one of them)")
@@ -24,8 +27,6 @@ _ALLOW = flags.DEFINE_list("allow", [], "config keys that may differ between the
 
 def compare(workdirs: list[str], out: str, metric: str = "", allow: tuple = ()) -> str:
     """Writes the comparison (see the module docstring) and returns paired.md's text."""
-    from cdp_jax import comparison, results
-    from cdp_jax.io import atomic_write_text
     if len(workdirs) > 1 and not out:
         raise ValueError("several workdirs are pooled into a new folder: name it with --out=runs/pooled")
     if len(workdirs) > 1 and any(os.path.realpath(out) == os.path.realpath(w) for w in workdirs):

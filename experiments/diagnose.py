@@ -2,6 +2,7 @@
 import sys
 
 from absl import app, flags, logging
+from cdp_jax.analysis.diagnostics import diagnose_sweep
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a finished sweep's workdir", required=True)
 _STATES = flags.DEFINE_integer("states", 64, "number of dataset states to measure at")
@@ -10,7 +11,6 @@ _STATES = flags.DEFINE_integer("states", 64, "number of dataset states to measur
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from cdp_jax.diagnostics import diagnose_sweep
     if _STATES.value < 1:
         sys.exit(f"error: --states must be >= 1 (dataset states to measure at), got {_STATES.value}")
     try:

@@ -5,13 +5,13 @@
 import sys
 
 from absl import app, flags
+from cdp_jax.train.policy import members_table
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a sweep's workdir")
 
 
 def main(argv):
     del argv
-    from cdp_jax.policy import members_table
     try:
         print(members_table(_WORKDIR.value))
     except ValueError as err:

@@ -2,11 +2,12 @@
 
     python -m experiments.rollout --workdir=runs/quickstart --member=3 [--episodes=2] [--out=rollout.gif]
 
-``python -m experiments.members --workdir=...`` lists the member indices. See cdp_jax/rollout.py.
+``python -m experiments.members --workdir=...`` lists the member indices. See cdp_jax/analysis/rollout.py.
 """
 import sys
 
 from absl import app, flags, logging
+from cdp_jax.analysis.rollout import rollout
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a sweep's workdir (its latest checkpoint is used)")
 _MEMBER = flags.DEFINE_integer("member", 0, "the grid member's index (python -m experiments.members)")
@@ -21,7 +22,6 @@ _SEED = flags.DEFINE_integer("seed", None, "first reset seed (default: the sweep
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from cdp_jax.rollout import rollout
     if _EPISODES.value < 1 or _SIZE.value < 16 or _FPS.value <= 0:
         sys.exit(f"error: --episodes must be >= 1, --size >= 16 and --fps > 0; got {_EPISODES.value}, "
                  f"{_SIZE.value}, {_FPS.value}")

@@ -2,12 +2,13 @@
 
     python -m experiments.select_gamma --workdir=runs/hopper-gammas [--episodes=10]
 
-Writes WORKDIR/gamma_selection.md and gamma_selection.csv (see cdp_jax/selection.py).
+Writes WORKDIR/gamma_selection.md and gamma_selection.csv (see cdp_jax/analysis/selection.py).
 """
 import os
 import sys
 
 from absl import app, flags
+from cdp_jax.analysis.selection import select_gamma
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a finished sweep's workdir")
 _EPISODES = flags.DEFINE_integer("episodes", 10, "held-out evaluation episodes per member")
@@ -15,7 +16,6 @@ _EPISODES = flags.DEFINE_integer("episodes", 10, "held-out evaluation episodes p
 
 def main(argv):
     del argv
-    from cdp_jax.selection import select_gamma
     try:
         select_gamma(_WORKDIR.value, _EPISODES.value)
     except ValueError as err:

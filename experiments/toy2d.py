@@ -2,7 +2,7 @@
 from absl import app, flags
 from ml_collections import config_flags
 
-from cdp_jax import toy2d
+from cdp_jax.analysis import toy2d
 
 _OUTDIR = flags.DEFINE_string("outdir", "runs/toy2d", "where toy2d.png and metrics.json go")
 _CONFIG = config_flags.DEFINE_config_dict("config", toy2d.default_config())

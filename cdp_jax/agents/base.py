@@ -1,6 +1,7 @@
-"""What every backbone shares: the swept hyperparameters, optimizers and the EMA rule."""
+"""What every backbone shares: the swept loss weights, optimizers and the EMA rule."""
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.struct
@@ -9,10 +10,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from cdp_jax.core.diffusion import Denoiser
 
 
-class HParams(flax.struct.PyTreeNode):
-    """Hyperparameters that vary across a sweep grid; pytree leaves, so a grid is one stacked ``HParams``.
+class LossWeights(flax.struct.PyTreeNode):
+    """The loss weights that vary across a sweep grid; pytree leaves, so a grid is one stacked ``LossWeights``.
 
     ``gamma``: the contraction weight (0 gives the plain backbone). ``eta``: the Q-loss weight (RL backbones).
     """
@@ -21,19 +23,19 @@ class HParams(flax.struct.PyTreeNode):
     eta: jax.Array | float = 1.0
 
 
-def check_hparams(hp: HParams) -> None:
+def check_weights(weights: LossWeights) -> None:
     """Raises ValueError for concrete bad values (skipped under tracing, e.g. inside vmap)."""
     for name in ("gamma", "eta"):
-        value = getattr(hp, name)
+        value = getattr(weights, name)
         if isinstance(value, jax.core.Tracer):
             continue
         if np.any(np.asarray(value) < 0) or not np.all(np.isfinite(np.asarray(value))):
             raise ValueError(f"{name} must be finite and >= 0, got {value}")
 
 
-def refuse_gamma(hp: HParams, agent: str) -> None:
+def refuse_gamma(weights: LossWeights, agent: str) -> None:
     """Agents without a diffusion model have nothing for γ to act on: refuse γ > 0 (when it is concrete)."""
-    if not isinstance(hp.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(hp.gamma))) > 0:
+    if not isinstance(weights.gamma, jax.core.Tracer) and float(jnp.max(jnp.asarray(weights.gamma))) > 0:
         raise ValueError(f"agent {agent!r} has no diffusion model, so gamma must be 0; use gammas=(0.0,)")
 
 
@@ -62,6 +64,8 @@ def polyak_update(target, params, step: jax.Array, every: int, rate: float):
 
 
 EMA_BEFORE_START = ("init", "copy")
+# ``update(batch, key, contraction=True)``: whether the contraction term is computed is part of the compiled program
+jit_update = functools.partial(jax.jit, static_argnames="contraction")
 
 
 def ema_update(ema, params, step: jax.Array, cfg: ml_collections.ConfigDict):
@@ -110,18 +114,10 @@ def freeze_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int)
     return ml_collections.FrozenConfigDict(config)
 
 
-def initial_held_contraction(config: ml_collections.ConfigDict, actor_params):
-    """The ``held_contraction`` a new agent starts with: zeros shaped like ``actor_params`` when its config holds
-    the lazy contraction gradient (``diffusion.contraction.every > 1`` with ``lazy = "hold"``), else None."""
-    c = config.diffusion.contraction
-    return jax.tree.map(jnp.zeros_like, actor_params) if c.every > 1 and c.lazy == "hold" else None
-
-
 class DiffusionActor:
     """What every diffusion backbone shares; mixed into agents whose config has a ``diffusion`` section and that
-    hold ``hp``, the EMA actor parameters ``actor_ema``, the actor parameters in the field named by
-    ``ACTOR_FIELD`` and ``held_contraction`` (None, or γ∇L_c for the lazy "hold" mode: :func:`cdp_jax.grid.
-    lazy_update`)."""
+    hold ``weights`` (:class:`LossWeights`), the EMA actor parameters ``actor_ema``, the actor parameters in the field named by
+    ``ACTOR_FIELD``."""
 
     ACTOR_FIELD = "actor_params"
 
@@ -132,42 +128,20 @@ class DiffusionActor:
 
     @property
     def denoiser(self):
-        from cdp_jax.diffusion import Denoiser
         return Denoiser.from_config(self.config.diffusion, self.config.act_dim)
 
-    def regularized_bc_loss(self, params, obs, act, key):
-        """``(bc + γ·L_c, {bc_loss, contraction_loss})``: the denoising loss at random levels plus the contraction
-        term, the only place where γ multiplies anything. ``L_c`` is computed when the static flag
-        ``config.diffusion.contraction.enabled`` is on (the default); the sweep compiles its γ = 0 members in
-        groups with the flag off (:class:`cdp_jax.grid.GridLayout`), so they pay nothing for it and report 0."""
+    def denoising_and_contraction(self, params, obs, act, key, contraction: bool = True):
+        """``(denoising loss, L_c)`` of the actor on ``obs [B, obs_dim]``, ``act [B, act_dim]`` at random levels: the
+        two terms γ weighs. ``contraction`` is static: False skips L_c (0), as the sweep compiles its γ = 0 members
+        (:class:`cdp_jax.train.grid.GridLayout`), so they pay nothing for it."""
         den = self.denoiser
         k_noise, k_c = jax.random.split(key)
         x_t, t, eps = den.noise(k_noise, act)
         cond = den.encode(params, obs, jax.random.fold_in(key, 2))    # image encoders crop at random, once
         dropout_key = jax.random.fold_in(key, 1)
-        if not self.config.diffusion.contraction.enabled:
-            bc = den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key)
-            return bc + self.held_term(params), dict(bc_loss=bc, contraction_loss=jnp.zeros(()))
-        bc, lc = den.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
-        return bc + self.hp.gamma * lc, dict(bc_loss=bc, contraction_loss=lc)
-
-    def held_term(self, params):
-        """A scalar that is 0 and whose gradient with respect to ``params`` is ``held_contraction`` (the "hold"
-        mode's γ∇L_c from an earlier update), so the optimizer sees it every update; 0 without one."""
-        if self.held_contraction is None:
-            return 0.0
-        return sum(jnp.vdot(jax.lax.stop_gradient(h), p - jax.lax.stop_gradient(p))
-                   for h, p in zip(jax.tree.leaves(self.held_contraction), jax.tree.leaves(params)))
-
-    def contraction_gradient(self, obs, act, key):
-        """``(L_c, γ·∇L_c)`` at the actor parameters, for ``obs [B, obs_dim]`` and ``act [B, act_dim]`` (the
-        contraction term on its own noise draw; needs ``contraction.enabled``)."""
-        def weighted(params):
-            lc = self.regularized_bc_loss(params, obs, act, key)[1]["contraction_loss"]
-            return self.hp.gamma * lc, lc
-
-        (_, lc), grad = jax.value_and_grad(weighted, has_aux=True)(getattr(self, self.ACTOR_FIELD))
-        return lc, grad
+        if not contraction:
+            return den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key), jnp.zeros(())
+        return den.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
 
     def candidates(self, obs, key, num: int, temperature: float | None = None):
         """``num`` EMA-policy actions per state: ``(obs repeated [B*num, o], candidates [B, num, d])``."""

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer, refuse_gamma
-from cdp_jax.networks import GaussianActor, tanh_gaussian
+from cdp_jax.agents.base import (LossWeights, check_batch, check_weights, freeze_config, jit_update, make_optimizer,
+                                 refuse_gamma)
+from cdp_jax.nn.networks import GaussianActor, tanh_gaussian
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -20,17 +21,17 @@ class BCAgent(flax.struct.PyTreeNode):
     params: dict
     opt_state: optax.OptState
     step: jax.Array
-    hp: HParams
+    weights: LossWeights
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
-        check_hparams(hp)
-        refuse_gamma(hp, "bc")
+    def create(cls, config, weights: LossWeights, key, obs_dim: int, act_dim: int):
+        check_weights(weights)
+        refuse_gamma(weights, "bc")
         config = freeze_config(config, obs_dim, act_dim)
         params = GaussianActor(act_dim, config.hidden).init(key, jnp.zeros((1, obs_dim)))
         tx = make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)
-        return cls(params, tx.init(params), jnp.zeros((), jnp.int32), hp, config)
+        return cls(params, tx.init(params), jnp.zeros((), jnp.int32), weights, config)
 
     def loss(self, params, batch):
         mean, log_std = GaussianActor(self.config.act_dim, self.config.hidden).apply(params, batch["observations"])
@@ -38,9 +39,10 @@ class BCAgent(flax.struct.PyTreeNode):
         nll = -tanh_gaussian(mean, log_std).log_prob(actions).mean()
         return nll, dict(loss=nll, mse=jnp.mean((jnp.tanh(mean) - batch["actions"]) ** 2))
 
-    @jax.jit
-    def update(self, batch, key):
-        del key
+    @jit_update
+    def update(self, batch, key, contraction: bool = False):
+        """One gradient step; ``key`` and ``contraction`` go unused (no noise, no diffusion model for γ to act on)."""
+        del key, contraction
         check_batch(batch, self.config)
         grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch)
         tx = make_optimizer(self.config.lr, self.config.total_steps, 0.0, self.config.cosine_lr)

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax.agents.base import HParams, check_batch, check_hparams, freeze_config, make_optimizer, refuse_gamma
+from cdp_jax.agents.base import (LossWeights, check_batch, check_weights, freeze_config, jit_update, make_optimizer,
+                                 refuse_gamma)
 
 if TYPE_CHECKING:          # imported on use below
     import distrax
@@ -45,7 +46,7 @@ class GMMHead(nn.Module):
 
 
 def mixture(logits, means, scales) -> distrax.Distribution:
-    import distrax          # on use, as in cdp_jax.networks.tanh_gaussian
+    import distrax          # on use, as in cdp_jax.nn.networks.tanh_gaussian
     return distrax.MixtureSameFamily(distrax.Categorical(logits=logits), distrax.MultivariateNormalDiag(means, scales))
 
 
@@ -53,7 +54,7 @@ class BCGMMAgent(flax.struct.PyTreeNode):
     params: dict
     opt_state: optax.OptState
     step: jax.Array
-    hp: HParams
+    weights: LossWeights
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
 
     @property
@@ -66,11 +67,11 @@ class BCGMMAgent(flax.struct.PyTreeNode):
         return make_optimizer(config.lr, config.total_steps, 0.0, config.cosine_lr)
 
     @classmethod
-    def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
-        check_hparams(hp)
-        refuse_gamma(hp, "bc_gmm")
+    def create(cls, config, weights: LossWeights, key, obs_dim: int, act_dim: int):
+        check_weights(weights)
+        refuse_gamma(weights, "bc_gmm")
         config = freeze_config(config, obs_dim, act_dim)
-        agent = cls(None, None, jnp.zeros((), jnp.int32), hp, config)
+        agent = cls(None, None, jnp.zeros((), jnp.int32), weights, config)
         params = agent.head.init(key, jnp.zeros((1, obs_dim)))
         return agent.replace(params=params, opt_state=cls.optimizer(config).init(params))
 
@@ -78,9 +79,10 @@ class BCGMMAgent(flax.struct.PyTreeNode):
         nll = -mixture(*self.head.apply(params, batch["observations"])).log_prob(batch["actions"]).mean()
         return nll, dict(loss=nll)
 
-    @jax.jit
-    def update(self, batch, key):
-        del key
+    @jit_update
+    def update(self, batch, key, contraction: bool = False):
+        """One gradient step; ``key`` and ``contraction`` go unused (no noise, no diffusion model for γ to act on)."""
+        del key, contraction
         check_batch(batch, self.config)
         grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch)
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, self.params)

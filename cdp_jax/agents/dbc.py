@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 initial_held_contraction, make_optimizer)
+from cdp_jax.core import diffusion
+from cdp_jax.agents.base import (DiffusionActor, LossWeights, check_batch, check_weights, ema_update, freeze_config,
+                                 jit_update, make_optimizer)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -29,42 +29,42 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 class DBCAgent(DiffusionActor, flax.struct.PyTreeNode):
-    """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``hp``,
-    ``held_contraction`` (None, or a pytree like ``params``: :meth:`DiffusionActor.held_term`)."""
+    """Arrays: ``params``, ``opt_state``, ``actor_ema`` (network pytrees), ``step`` (int32 scalar), ``weights``."""
 
     ACTOR_FIELD = "params"
     params: dict
     opt_state: optax.OptState
     actor_ema: dict
     step: jax.Array
-    hp: HParams
+    weights: LossWeights
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
-    held_contraction: dict | None = None
 
     @staticmethod
     def optimizer(config) -> optax.GradientTransformation:
         return make_optimizer(config.lr, config.total_steps, config.weight_decay, config.cosine_lr, config.grad_clip)
 
     @classmethod
-    def create(cls, config: ml_collections.ConfigDict, hp: HParams, key: jax.Array, obs_dim: int, act_dim: int):
-        check_hparams(hp)
+    def create(cls, config: ml_collections.ConfigDict, weights: LossWeights, key: jax.Array, obs_dim: int, act_dim: int):
+        check_weights(weights)
         config = freeze_config(config, obs_dim, act_dim)
         denoiser = diffusion.Denoiser.from_config(config.diffusion, act_dim)
         params = denoiser.init(key, obs_dim)
         opt_state = cls.optimizer(config).init(params)
-        return cls(params, opt_state, params, jnp.zeros((), jnp.int32), hp, config,
-                   initial_held_contraction(config, params))
+        return cls(params, opt_state, params, jnp.zeros((), jnp.int32), weights, config)
 
-    def loss(self, params, batch, key):
+    def loss(self, params, batch, key, contraction: bool = True):
         """``(loss, metrics)`` for ``batch = {"observations": [B, obs], "actions": [B, act]}``."""
-        loss, metrics = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
-        return loss, dict(loss=loss, **metrics)
+        w = self.weights
+        denoising, contraction = self.denoising_and_contraction(params, batch["observations"], batch["actions"], key,
+                                                                 contraction)
+        loss = denoising + w.gamma * contraction
+        return loss, dict(loss=loss, denoising_loss=denoising, contraction_loss=contraction)
 
-    @jax.jit
-    def update(self, batch, key):
-        """One gradient step; returns ``(new_agent, metrics)``."""
+    @jit_update
+    def update(self, batch, key, contraction: bool = True):
+        """One gradient step; returns ``(new_agent, metrics)``. ``contraction`` (static): compute L_c."""
         check_batch(batch, self.config)
-        grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch, key)
+        grads, metrics = jax.grad(self.loss, has_aux=True)(self.params, batch, key, contraction)
         updates, opt_state = self.optimizer(self.config).update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
         step = self.step + 1

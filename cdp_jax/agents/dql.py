@@ -3,7 +3,7 @@ critic, an eps-prediction actor with T = 10 and 5 DDIM sampling steps, 100 evalu
 0.5 (the DQL paper itself: T = 5 DDPM steps; ``--config.agent_config.diffusion.diffusion_steps=5
 --config.agent_config.diffusion.sampler=ddpm``), whose Q term differentiates through the WHOLE reverse chain instead of EDP's one-step
 approximation. ``max_q_backup`` gives DQL's optional max-Q target. gamma > 0 adds the contraction term (CDP-DQL);
-the penalty acts on the x0 prediction formed from eps (README, "The contraction loss, and which sign").
+the penalty acts on the x0 prediction formed from eps (docs/contraction.md).
 """
 from __future__ import annotations
 

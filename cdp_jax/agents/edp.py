@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 initial_held_contraction, make_optimizer, polyak_update)
-from cdp_jax.networks import TwinQ
+from cdp_jax.core import diffusion
+from cdp_jax.agents.base import (DiffusionActor, LossWeights, check_batch, check_weights, ema_update, freeze_config,
+                                 jit_update, make_optimizer, polyak_update)
+from cdp_jax.nn.networks import TwinQ
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -61,9 +61,8 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
     critic_opt: optax.OptState
     critic_target: dict
     step: jax.Array
-    hp: HParams
+    weights: LossWeights
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
-    held_contraction: dict | None = None
 
     @staticmethod
     def optimizers(cfg):
@@ -72,15 +71,15 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
         return actor, critic
 
     @classmethod
-    def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
-        check_hparams(hp)
+    def create(cls, config, weights: LossWeights, key, obs_dim: int, act_dim: int):
+        check_weights(weights)
         config = freeze_config(config, obs_dim, act_dim)
         k_actor, k_critic = jax.random.split(key)
         actor = diffusion.Denoiser.from_config(config.diffusion, act_dim).init(k_actor, obs_dim)
         critic = TwinQ(config.critic_hidden).init(k_critic, jnp.zeros((1, obs_dim)), jnp.zeros((1, act_dim)))
         actor_tx, critic_tx = cls.optimizers(config)
         return cls(actor, actor_tx.init(actor), actor, critic, critic_tx.init(critic), critic,
-                   jnp.zeros((), jnp.int32), hp, config, initial_held_contraction(config, actor))
+                   jnp.zeros((), jnp.int32), weights, config)
 
     def q(self, params, obs, act):
         return TwinQ(self.config.critic_hidden).apply(params, obs, act)
@@ -106,18 +105,19 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
         x0 = self.denoiser.predict_x0(params, x_a, t_a, obs)
         return jnp.clip(x0, -1.0, 1.0) if self.config.q_action_clip else x0
 
-    def actor_loss(self, params, critic_params, batch, key):
+    def actor_loss(self, params, critic_params, batch, key, contraction: bool = True):
         k_bc, k_approx, k_swap = jax.random.split(key, 3)
-        obs, act = batch["observations"], batch["actions"]
-        regularized_bc, metrics = self.regularized_bc_loss(params, obs, act, k_bc)
+        obs, act, w = batch["observations"], batch["actions"], self.weights
+        denoising, contraction = self.denoising_and_contraction(params, obs, act, k_bc, contraction)
         q1, q2 = self.q(critic_params, obs, self.policy_action(params, obs, act, k_approx))
-        q_term = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
-        loss = regularized_bc + self.hp.eta * q_term
-        return loss, dict(actor_loss=loss, q_loss=q_term, **metrics)
+        q_loss = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
+        loss = denoising + w.gamma * contraction + w.eta * q_loss
+        return loss, dict(actor_loss=loss, denoising_loss=denoising, contraction_loss=contraction, q_loss=q_loss)
 
-    @jax.jit
-    def update(self, batch, key):
-        """One critic and one actor step; returns ``(new_agent, metrics)`` with ``metrics["loss"]`` their sum."""
+    @jit_update
+    def update(self, batch, key, contraction: bool = True):
+        """One critic and one actor step; returns ``(new_agent, metrics)`` with ``metrics["loss"]`` their sum.
+        ``contraction`` (static): compute L_c."""
         check_batch(batch, self.config)
         cfg = self.config
         k_critic, k_actor = jax.random.split(key)
@@ -125,7 +125,8 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
         c_grads, c_metrics = jax.grad(self.critic_loss, has_aux=True)(self.critic_params, batch, k_critic)
         c_updates, critic_opt = critic_tx.update(c_grads, self.critic_opt, self.critic_params)
         critic = optax.apply_updates(self.critic_params, c_updates)
-        a_grads, a_metrics = jax.grad(self.actor_loss, has_aux=True)(self.actor_params, critic, batch, k_actor)
+        a_grads, a_metrics = jax.grad(self.actor_loss, has_aux=True)(self.actor_params, critic, batch, k_actor,
+                                                                     contraction)
         a_updates, actor_opt = actor_tx.update(a_grads, self.actor_opt, self.actor_params)
         actor = optax.apply_updates(self.actor_params, a_updates)
         step = self.step + 1

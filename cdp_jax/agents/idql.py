@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from cdp_jax import diffusion
-from cdp_jax.agents.base import (DiffusionActor, HParams, check_batch, check_hparams, ema_update, freeze_config,
-                                 initial_held_contraction, make_optimizer, polyak_update)
-from cdp_jax.networks import TwinQ, ValueNetwork
+from cdp_jax.core import diffusion
+from cdp_jax.agents.base import (DiffusionActor, LossWeights, check_batch, check_weights, ema_update, freeze_config,
+                                 jit_update, make_optimizer, polyak_update)
+from cdp_jax.nn.networks import TwinQ, ValueNetwork
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -50,9 +50,8 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
     value_params: dict
     value_opt: optax.OptState
     step: jax.Array
-    hp: HParams
+    weights: LossWeights
     config: ml_collections.FrozenConfigDict = flax.struct.field(pytree_node=False)
-    held_contraction: dict | None = None
 
     @staticmethod
     def optimizers(cfg):
@@ -60,8 +59,8 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
                 make_optimizer(cfg.critic_lr, cfg.total_steps, 0.0, cfg.cosine_lr, cfg.grad_clip))
 
     @classmethod
-    def create(cls, config, hp: HParams, key, obs_dim: int, act_dim: int):
-        check_hparams(hp)
+    def create(cls, config, weights: LossWeights, key, obs_dim: int, act_dim: int):
+        check_weights(weights)
         config = freeze_config(config, obs_dim, act_dim)
         k_a, k_q, k_v = jax.random.split(key, 3)
         actor = diffusion.Denoiser.from_config(config.diffusion, act_dim).init(k_a, obs_dim)
@@ -69,7 +68,7 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
         value = ValueNetwork(config.critic_hidden).init(k_v, jnp.zeros((1, obs_dim)))
         actor_tx, critic_tx = cls.optimizers(config)
         return cls(actor, actor_tx.init(actor), actor, critic, critic_tx.init(critic), critic, value,
-                   critic_tx.init(value), jnp.zeros((), jnp.int32), hp, config, initial_held_contraction(config, actor))
+                   critic_tx.init(value), jnp.zeros((), jnp.int32), weights, config)
 
     def q(self, params, obs, act):
         return TwinQ(self.config.critic_hidden).apply(params, obs, act)
@@ -89,13 +88,17 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
         loss = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
         return loss, dict(critic_loss=loss, q_mean=q1.mean())
 
-    def actor_loss(self, params, batch, key):
-        loss, metrics = self.regularized_bc_loss(params, batch["observations"], batch["actions"], key)
-        return loss, dict(actor_loss=loss, **metrics)
+    def actor_loss(self, params, batch, key, contraction: bool = True):
+        w = self.weights
+        denoising, contraction = self.denoising_and_contraction(params, batch["observations"], batch["actions"], key,
+                                                                 contraction)
+        loss = denoising + w.gamma * contraction
+        return loss, dict(actor_loss=loss, denoising_loss=denoising, contraction_loss=contraction)
 
-    @jax.jit
-    def update(self, batch, key):
-        """Value, critic and behaviour-policy steps; returns ``(new_agent, metrics)``."""
+    @jit_update
+    def update(self, batch, key, contraction: bool = True):
+        """Value, critic and behaviour-policy steps; returns ``(new_agent, metrics)``. ``contraction`` (static):
+        compute L_c."""
         check_batch(batch, self.config)
         cfg = self.config
         actor_tx, critic_tx = self.optimizers(cfg)
@@ -105,7 +108,7 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
         c_grads, c_metrics = jax.grad(self.critic_loss, has_aux=True)(self.critic_params, value, batch)
         c_updates, critic_opt = critic_tx.update(c_grads, self.critic_opt, self.critic_params)
         critic = optax.apply_updates(self.critic_params, c_updates)
-        a_grads, a_metrics = jax.grad(self.actor_loss, has_aux=True)(self.actor_params, batch, key)
+        a_grads, a_metrics = jax.grad(self.actor_loss, has_aux=True)(self.actor_params, batch, key, contraction)
         a_updates, actor_opt = actor_tx.update(a_grads, self.actor_opt, self.actor_params)
         actor = optax.apply_updates(self.actor_params, a_updates)
         step = self.step + 1

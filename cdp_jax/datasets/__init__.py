@@ -2,7 +2,7 @@
 
 * :mod:`cdp_jax.datasets.generators` writes real Minari datasets offline (``python -m cdp_jax.datasets generate``):
   ``pointmaze-{open,umaze,medium,large}`` (the D4RL/Minari maze2d recipe), ``toy-reach`` (2-D, bimodal
-  demonstrations, for tests) and ``mujoco`` (SAC behaviour policies, :mod:`cdp_jax.agents.sac`).
+  demonstrations, for tests) and ``mujoco`` (SAC behaviour policies, :mod:`cdp_jax.datasets.generators.sac`).
 * :mod:`cdp_jax.datasets.loading`: any Minari id (local or remote) -> :class:`Transitions` on the device.
 * :mod:`cdp_jax.datasets.normalization`: the one :class:`Normalizer` (actions to [-1, 1], observations).
 * :mod:`cdp_jax.datasets.subsets`: data-scarcity subsets as index masks, and batch sampling inside ``jit``.

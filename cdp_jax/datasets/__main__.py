@@ -16,9 +16,11 @@ import time
 
 from absl import flags
 
-from cdp_jax.cli import run_flags_cli
-from cdp_jax.datasets import robomimic_download
+from cdp_jax.train.cli import run_flags_cli
+from cdp_jax.datasets import robomimic_download, robomimic_releases
 from cdp_jax.datasets.generators import GENERATORS, generate
+from cdp_jax.datasets.loading import datasets_root
+from cdp_jax.datasets.generators import mujoco
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -50,7 +52,6 @@ def define_flags(fv: flags.FlagValues) -> None:
 def list_datasets() -> None:
     import minari
 
-    from cdp_jax.datasets.generators.writing import datasets_root
     local = minari.list_local_datasets()
     print(f"Datasets on disk under {datasets_root()} ({len(local)}):")
     for did, meta in sorted(local.items()):
@@ -67,8 +68,8 @@ def list_datasets() -> None:
     print(f"{'mujoco':18s} {'local/mujoco/ENV/LEVEL-v0':28s} {1_000_000:>9d} steps  SAC behaviour policies "
           f"(levels simple, medium, expert, medium-replay, medium-expert)")
     print("robomimic's released demonstrations (python -m cdp_jax.datasets download robomimic-TASK [--kind] [--obs]):")
-    for kind, tasks in robomimic_download.RELEASED.items():
-        print(f"  --kind={kind}: {', '.join(tasks)}; --obs={' or '.join(robomimic_download.OBSERVATIONS)}")
+    for kind, tasks in robomimic_releases.RELEASED.items():
+        print(f"  --kind={kind}: {', '.join(tasks)}; --obs={' or '.join(robomimic_releases.OBSERVATIONS)}")
 
 
 def run(args: list[str], fv: flags.FlagValues) -> int:
@@ -88,7 +89,6 @@ def run(args: list[str], fv: flags.FlagValues) -> int:
             path = robomimic_download.download(name.removeprefix("robomimic-"), fv.kind, fv.obs,
                                                overwrite=fv.overwrite)
         elif name == "mujoco":
-            from cdp_jax.datasets.generators import mujoco
             report = mujoco.generate(mujoco.Options(
                 env_id=fv.env, levels=fv.levels, steps=fv.steps or 1_000_000, train_steps=fv.train_steps,
                 eval_every=fv.eval_every, start_steps=fv.start_steps, update_every=fv.update_every,

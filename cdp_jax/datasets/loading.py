@@ -49,7 +49,7 @@ class Transitions(flax.struct.PyTreeNode):
     def rows(self, idx: jax.Array) -> "Transitions":
         """The transitions at ``idx [B]``. Image data store each observation compactly, as its low-dim history
         followed by the ``frame_steps`` frame indices of its history; here those indices become the frames'
-        pixels (uint8 gathered, then 0..255 floats): the flat layout of :class:`cdp_jax.image_encoder.ImageLayout`."""
+        pixels (uint8 gathered, then 0..255 floats): the flat layout of :class:`cdp_jax.nn.image_encoder.ImageLayout`."""
         out = jax.tree.map(lambda x: x[idx], self.replace(frames=None))
         if self.frames is None:
             return out
@@ -59,6 +59,11 @@ class Transitions(flax.struct.PyTreeNode):
 
 ROW_FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "truncations", "episode_ends")
 """The fields of :class:`Transitions` with one row per transition (``frames`` is per frame)."""
+
+
+def datasets_root() -> str:
+    """The Minari datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets`` (read at call time)."""
+    return os.environ.get("MINARI_DATASETS_PATH", os.path.join(os.path.expanduser("~"), ".minari", "datasets"))
 
 
 def expand_frames(compact: jax.Array, frames: jax.Array, frame_steps: int) -> jax.Array:

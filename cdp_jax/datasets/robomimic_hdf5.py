@@ -22,8 +22,11 @@ import re
 import numpy as np
 
 from cdp_jax.io import atomic_write_bytes
-
-SPLIT_SEED = 42                 # the official fixed seed of the data-scarcity subsets over windows
+from cdp_jax.datasets.loading import datasets_root
+from cdp_jax.envs import robomimic_env
+from cdp_jax.datasets import robomimic_releases
+from cdp_jax.datasets.loading import DatasetInfo, Transitions
+from cdp_jax.datasets.windows import check_window, clamped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +56,6 @@ class Demos:
 def resolve_path(path: str) -> str:
     """An absolute path, or one relative to the datasets folder (``$MINARI_DATASETS_PATH``), where
     ``python -m cdp_jax.datasets generate robomimic-TASK`` writes ``robomimic/TASK/scripted/low_dim.hdf5``."""
-    from cdp_jax.datasets.generators.writing import datasets_root
     return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(datasets_root(), path)
 
 
@@ -70,12 +72,10 @@ def read_demos(path: str, obs_keys: tuple | None = None, image_size: tuple | Non
     all. Refuses, in one line, a missing or non-HDF5 file, a file without ``data``/``env_args``, an unknown filter
     (listing the file's), observation keys the file lacks (listing the ones it has), and camera frames that are
     not ``[n, H, W, 3]`` uint8 of one size (of ``image_size = (H, W)`` when given)."""
-    from cdp_jax import robomimic_env
-    from cdp_jax.datasets import robomimic_download
     if not os.path.isfile(resolve_path(path)):
-        release = robomimic_download.released(path)
+        release = robomimic_releases.released(path)
         raise ValueError(f"robomimic file {resolve_path(path)!r} does not exist; " + (
-            f"download it with `{robomimic_download.command(*release)}` (needs a network) or copy it there"
+            f"download it with `{robomimic_releases.command(*release)}` (needs a network) or copy it there"
             if release else "generate one with `python -m cdp_jax.datasets generate robomimic-lift` or download "
                             "robomimic's with `python -m cdp_jax.datasets download robomimic-lift`"))
     path = resolve_path(path)
@@ -199,54 +199,9 @@ def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
     return path
 
 
-def check_window(horizon: int, obs_steps: int, action_steps: int, observed_in_chunk: bool = False) -> None:
-    """Refuses, in one line, a window shape that cannot be cut: every size >= 1 and the chunk at least as long as
-    the executed steps; with ``observed_in_chunk`` (Diffusion Policy's windows, which also predict the observed
-    frames' actions) at least as long as the observed steps too. The sweep's rows start their chunk at the
-    current frame, so there ``horizon < obs_steps`` is fine (the official Pearce MLP: history 2, one action)."""
-    if min(horizon, obs_steps, action_steps) < 1:
-        raise ValueError(f"horizon, obs_steps and action_steps must be >= 1, got {horizon}, {obs_steps}, {action_steps}")
-    if horizon < action_steps or (observed_in_chunk and horizon < obs_steps):
-        raise ValueError(f"the chunk horizon {horizon} is shorter than action_steps={action_steps}"
-                         + (f" or obs_steps={obs_steps}" if observed_in_chunk else "")
-                         + "; use a longer horizon (Diffusion Policy: horizon 16, obs 2, action 8)")
-
-
-def window_indices(episode_starts, episode_lengths, horizon: int, obs_steps: int, action_steps: int) -> np.ndarray:
-    """Frame indices ``[W, horizon]`` of every window (Diffusion Policy's padding: ``obs_steps - 1`` frames before
-    each episode, ``action_steps - 1`` after, edge frames repeated). ``obs = frames[idx[:, :obs_steps]]``,
-    ``actions = frames[idx]``."""
-    check_window(horizon, obs_steps, action_steps, observed_in_chunk=True)
-    out = []
-    offsets = np.arange(horizon)
-    for start, length in zip(np.asarray(episode_starts), np.asarray(episode_lengths)):
-        first, last = -(obs_steps - 1), int(length) - horizon + (action_steps - 1)
-        begins = np.arange(first, max(last, first) + 1)
-        out.append(start + np.clip(begins[:, None] + offsets, 0, int(length) - 1))
-    return np.concatenate(out).astype(np.int32)
-
-
-def window_subset(num_windows: int, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
-    """The official data-scarcity subset: ``max(1, round(fraction * W))`` windows drawn without replacement with
-    a fixed seed (the same windows for every training seed), sorted."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"the data fraction must lie in (0, 1], got {fraction}")
-    count = max(1, int(round(fraction * num_windows)))
-    return np.sort(np.random.default_rng(seed).choice(num_windows, count, replace=False)).astype(np.int32)
-
-
 def is_robomimic(dataset_id: str) -> bool:
     """Dataset ids ending in ``.hdf5`` name robomimic files (absolute, or relative to the datasets folder)."""
     return str(dataset_id).endswith(".hdf5")
-
-
-def _clamped(starts, lengths, offsets) -> np.ndarray:
-    """For every frame, the frame indices at ``offsets`` from it, clamped inside its episode: ``[N, len(offsets)]``."""
-    out = []
-    for start, length in zip(starts, lengths):
-        local = np.arange(int(length))[:, None] + np.asarray(offsets)[None]
-        out.append(int(start) + np.clip(local, 0, int(length) - 1))
-    return np.concatenate(out)
 
 
 def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_steps: int = 1,
@@ -256,7 +211,7 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
     observation the last ``obs_steps`` frames (``[obs_steps * obs_dim]``, the episode's first frame repeated before
     it) and its action the chunk of ``horizon`` actions from that frame on (``[horizon * act_dim]``, the last action
     repeated after the episode). Windows thus start at the current frame (Diffusion Policy's start ``obs_steps - 1``
-    frames earlier and predicts the past actions too). Evaluation runs :class:`cdp_jax.robomimic_env.RobomimicGymEnv`
+    frames earlier and predicts the past actions too). Evaluation runs :class:`cdp_jax.envs.robomimic_env.RobomimicGymEnv`
     with the file's ``env_args``, executing ``action_steps`` actions per chunk, for the task's horizon (or
     ``eval_max_steps`` > 0 environment steps). ``demo_filter``: only the demos of one of the file's masks
     (:func:`read_demos`).
@@ -268,16 +223,14 @@ def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_ste
     import gymnasium as gym
     import jax.numpy as jnp
 
-    from cdp_jax import robomimic_env
-    from cdp_jax.datasets.loading import DatasetInfo, Transitions
     check_window(horizon, obs_steps, action_steps)
     demos = read_demos(path, obs_keys, image_size, demo_filter)
     starts, lengths = demos.episode_starts, demos.episode_lengths
     n, obs_dim = demos.observations.shape
     act_dim = demos.actions.shape[1]
-    history = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1))
-    following = _clamped(starts, lengths, np.arange(-(obs_steps - 1), 1) + 1)
-    chunk = _clamped(starts, lengths, np.arange(horizon))
+    history = clamped(starts, lengths, np.arange(-(obs_steps - 1), 1))
+    following = clamped(starts, lengths, np.arange(-(obs_steps - 1), 1) + 1)
+    chunk = clamped(starts, lengths, np.arange(horizon))
     stats = demos.observations[history].reshape(n, obs_steps * obs_dim)     # the low-dim history of each row
     following_low = demos.observations[following].reshape(n, obs_steps * obs_dim)
     observations, next_observations = stats, following_low

@@ -10,10 +10,10 @@ The dataset: ``local/mujoco/ENV/LEVEL-v0`` when it exists here (``python -m cdp_
 has (simple, medium, expert; downloaded once with a network). Minari has no medium-replay / medium-expert, so those
 rows need the generated datasets. ``simple`` takes the medium settings and ``expert`` the medium-expert ones.
 """
-from cdp_jax.config import OFFICIAL_GAMMAS, base_config
+from cdp_jax.train.config import OFFICIAL_GAMMAS, base_config
 
 # (eta, weight_temperature) of the official configs/cdp-rl/task files, verbatim: the one source of truth, also
-# for benchmarks/paper_tables.py.
+# for benchmarks/science/paper_tables.py.
 TASKS = {("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "medium-replay"): (1.0, 150.0),
          ("halfcheetah", "medium-expert"): (1.0, 50.0),
          ("hopper", "medium"): (1.0, 300.0), ("hopper", "medium-replay"): (1.0, 300.0),
@@ -46,8 +46,8 @@ def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_back
               return_clip: tuple = ()):
     """The paper's EDP/CDP protocol on one Minari dataset: 50 evaluation episodes (the official 10 environments
     x 5), returns clipped to ``return_clip`` before the normalised score (official: kitchen [0, 4], antmaze [0, 1])."""
-    cfg = base_config()
-    cfg.dataset_id, cfg.agent, cfg.eta = dataset_id, "edp", eta
+    cfg = base_config("edp")
+    cfg.dataset_id, cfg.eta = dataset_id, eta
     cfg.agent_config.weight_temperature, cfg.agent_config.max_q_backup = weight_temperature, max_q_backup
     cfg.seeds, cfg.data_fractions, cfg.gammas = 10, (1.0, 0.4, 0.05), (0.0, 0.1)
     cfg.num_steps, cfg.eval_every, cfg.eval_episodes = 200_000, 20_000, 50
@@ -56,7 +56,7 @@ def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_back
 
 
 def get_config(arg: str = "hopper-medium"):
-    """``TASK`` or ``TASK,gammas``: the latter trains the official γ grid (``cdp_jax.config.OFFICIAL_GAMMAS``) in
+    """``TASK`` or ``TASK,gammas``: the latter trains the official γ grid (``cdp_jax.train.config.OFFICIAL_GAMMAS``) in
     one sweep; choose γ afterwards with ``python -m experiments.select_gamma --workdir=...``."""
     task, _, preset = arg.partition(",")
     if preset not in ("", "gammas"):

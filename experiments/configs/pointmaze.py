@@ -3,16 +3,17 @@
 
 Maze: override ``--config.dataset_id=local/pointmaze/medium-v0 --config.generate=pointmaze-medium``.
 """
-from cdp_jax.config import base_config
+from cdp_jax.agents import default_agent_config
+from cdp_jax.train.config import base_config
 
 
 def official_il_recipe(cfg):
     """The official ``scripts/cdp_il_lowdim.py`` settings on a sweep config: DBC's defaults (Pearce MLP,
     50 DPM-Solver++ steps, L_c on the denoising loss's own samples at all levels, lr 1e-3, AdamW, no LR
     schedule, EMA 0.995 after every update), batch 512, MinMax observation normalisation. Also the Table 2 job
-    of ``benchmarks/paper_tables.py``. (One difference stays: the official Pearce MLP conditions on an
+    of ``benchmarks/science/paper_tables.py``. (One difference stays: the official Pearce MLP conditions on an
     observation history of 2 steps; here on the current observation.)"""
-    cfg.agent, cfg.agent_config = "dbc", {}
+    cfg.agent, cfg.agent_config = "dbc", default_agent_config("dbc")
     cfg.batch_size, cfg.obs_normalization = 512, "minmax"
     return cfg
 

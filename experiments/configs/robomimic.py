@@ -18,18 +18,18 @@ AdamW lr 1e-4, batch 256, and the contraction loss from one random probe per sam
 relative standard deviation of 0.15 (measured; about sqrt(2/d) for d = 112), 1% once averaged over the batch of
 256, far below the spread of the exact values across samples; each probe costs about two DP-Unet updates
 (CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.11-1.17x on a 1/16 sub-batch;
-`benchmarks/contraction_cost.py --parts=chunks`, `benchmarks/reduced_contraction_cost.py`). The term on every
-16th update only (`contraction.every=16`, scaled or held) costs about 1.1x but lost CDP-Unet's gain on generated
-Lift over 9 seeds; a sub-batch at every update (`contraction.batch_fraction`) kept it (16 rows, over 18 seeds: reward
-228 against 227, success 0.950 against 0.972, p 0.21; README, "Lazy regularisation"). The configs take the whole
-batch at every update, as the official code does.
+`benchmarks/speed/contraction_cost.py --parts=chunks`, `benchmarks/speed/reduced_contraction_cost.py`). A sub-batch at every
+update (`contraction.batch_fraction`) kept the whole batch's effect (16 rows, over 18 seeds: reward 228 against 227,
+success 0.950 against 0.972, p 0.21; docs/notes/2026-12-07-lazy-contraction.md). The configs take the whole batch at
+every update, as the official code does.
 
 robomimic's PH file: --config.dataset_id=robomimic/lift/ph/low_dim_v15.hdf5 --config.generate='' (downloaded on
 first use where Hugging Face answers, or beforehand with `python -m cdp_jax.datasets download robomimic-lift`; any
 other path to a robomimic file works too). Transport's configs name its PH file this way. --config.demo_filter=train
 (or another of the file's mask/ keys, robomimic's hdf5_filter_key) trains on that list of demos only.
 """
-from cdp_jax.config import base_config
+from cdp_jax.agents import default_agent_config
+from cdp_jax.train.config import base_config
 from experiments.configs.pointmaze import official_il_recipe
 
 TASKS = ("lift", "can", "square", "transport")
@@ -85,14 +85,14 @@ def get_config(arg: str = "lift"):
     # robosuite's physics, not the policy, bounds the lockstep evaluation: one worker process per core stepped 9
     # Lift members x 2 episodes at 108-115 env-steps/s against 80-83 in this process (2-core Xeon, Pearce policy;
     # benchmarks/results/robomimic_eval_workers_cpu.json), and 9 members x 10 episodes in 374 s against 451 s. Results
-    # do not depend on it. Where the workers' own memory would add a wave, fewer are used (README, eval_workers).
+    # do not depend on it. Where the workers' own memory would add a wave, fewer are used (docs/sweeps.md, eval_workers).
     cfg.eval_workers = 1 if images else 0
     if images:
         # The official image recipe: ResNet-18 (GroupNorm) per camera, crops 84 -> 76, emb 256, batch 64,
         # 20 evaluation episodes; Pearce MLP emb 256 / hidden 512 (or DiT: d_model 320, 10 heads, depth 2).
         cfg.obs_keys, cfg.generate_image_size = IMAGE_OBS_KEYS[task], 84
         cfg.batch_size, cfg.eval_episodes = 64, 20
-        cfg.agent_config = dict(diffusion=dict(image=dict(crop=76, emb_dim=256)))
+        cfg.agent_config.diffusion.image.update(crop=76, emb_dim=256)
         if backbone == "bc_gmm":
             raise ValueError("bc_gmm takes low-dim observations only; image tasks use pearce, unet or dit")
     if backbone in ("unet", "dit"):
@@ -101,9 +101,9 @@ def get_config(arg: str = "lift"):
         size = dict(hidden=0)               # 0: the backbone's own width (UNet model_dim 256, DiT d_model 384)
         if images and backbone == "dit":    # the official image DiT: d_model 320, 10 heads, depth 2
             size = dict(hidden=320, dit_heads=10, dit_depth=2)
-        cfg.agent_config = dict(lr=1e-4 if backbone == "unet" else 5e-4, diffusion=dict(
-            network=backbone, sampling_steps=50, contraction=dict(num_probes=1, low_noise_fraction=1.0),
-            **size, **cfg.agent_config.get("diffusion", {})))
+        cfg.agent_config.lr = 1e-4 if backbone == "unet" else 5e-4
+        cfg.agent_config.diffusion.update(network=backbone, sampling_steps=50, **size)
+        cfg.agent_config.diffusion.contraction.update(num_probes=1, low_noise_fraction=1.0)
     elif backbone == "bc_gmm":
-        cfg.agent, cfg.agent_config = "bc_gmm", {}
+        cfg.agent, cfg.agent_config = "bc_gmm", default_agent_config("bc_gmm")
     return cfg

@@ -6,6 +6,10 @@ import dataclasses
 from typing import Callable
 
 from cdp_jax.datasets.generators.writing import refuse_existing
+from cdp_jax.datasets.generators import pointmaze
+from cdp_jax.datasets.generators import robomimic_scripted
+from cdp_jax.datasets.robomimic_hdf5 import resolve_path
+from cdp_jax.datasets.generators import toy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,15 +23,12 @@ class Generator:
 
 def _pointmaze(maze: str) -> Callable[..., str]:
     def run(dataset_id, num_steps, seed, overwrite, progress):
-        from cdp_jax.datasets.generators import pointmaze
         return pointmaze.generate(maze, dataset_id, num_steps, seed, overwrite, progress=progress)
     return run
 
 
 def _robomimic(task: str) -> Callable[..., str]:
     def run(dataset_id, num_demos, seed, overwrite, progress, image_size=0):
-        from cdp_jax.datasets.generators import robomimic_scripted
-        from cdp_jax.datasets.robomimic_hdf5 import resolve_path
         report = robomimic_scripted.generate(task, resolve_path(dataset_id), num_demos, seed, overwrite,
                                              progress=progress, image_size=image_size)
         print(f"{report['demos']} demos in {report['attempts']} attempts (controller success "
@@ -37,7 +38,6 @@ def _robomimic(task: str) -> Callable[..., str]:
 
 
 def _toy(dataset_id, num_steps, seed, overwrite, progress):
-    from cdp_jax.datasets.generators import toy
     return toy.generate(dataset_id, num_steps, seed, overwrite, progress)
 
 

@@ -39,17 +39,18 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from cdp_jax.datasets.normalization import Normalizer
-from cdp_jax.agents import sac
-from cdp_jax.datasets.generators.writing import datasets_root, episode_buffer, mean_return, write_dataset
+from cdp_jax.datasets.generators import sac
+from cdp_jax.datasets.loading import datasets_root
+from cdp_jax.datasets.generators.collection import collect, env_actions, replay_episodes, snapshot_actor
+from cdp_jax.datasets.generators.writing import mean_return, write_dataset
 from cdp_jax.io import atomic_write_bytes, atomic_write_text
+from cdp_jax.io.checkpoint import CheckpointError, Checkpoints
 
 LEVELS = ("simple", "medium", "expert")
 LEVEL_FRACTIONS = {"simple": 0.1, "medium": 1.0 / 3.0, "expert": 0.9}
 DERIVED = {"medium-replay": ("medium",), "medium-expert": ("medium", "expert")}
 REFERENCE_EXPERT_RETURNS = {"Hopper": 3234.3, "Walker2d": 4592.3, "HalfCheetah": 12135.0, "Ant": 3879.7,
                             "InvertedPendulum": 1000.0, "InvertedDoublePendulum": 9350.0}
-RESET_SEED = 123
 
 
 @dataclasses.dataclass
@@ -121,19 +122,6 @@ def check_env(env_id: str) -> gym.Env:
     return env
 
 
-def env_actions(space: gym.spaces.Box):
-    """``scale(a)``: agent actions in (-1, 1) -> the environment's Box, float32 (the data layer's Normalizer)."""
-    norm = Normalizer.from_action_space(space)
-    return lambda a: np.asarray(norm.to_env_action(np.asarray(a, np.float32)), np.float32)
-
-
-def snapshot_actor(params, scale):
-    """``act(obs, rng)``: stochastic environment actions of an actor snapshot, seeded from the numpy ``rng``."""
-    def act(obs, rng):
-        return scale(sac.snapshot_actions(params, jnp.asarray(obs, jnp.float32), int(rng.integers(2**31))))
-    return act
-
-
 # ---------------------------------------------------------------------------------------------------- training
 
 class Trainer:
@@ -165,7 +153,6 @@ class Trainer:
     def train(self, expert_return: float) -> tuple[dict, "sac.ReplayBuffer"]:
         """Trains until the highest requested level is reached (``expert_return > 0``) or the budget ends.
         Returns ``(levels {name: snapshot record}, replay buffer)``."""
-        from cdp_jax.checkpoint import CheckpointError, Checkpoints
         o = self.o
         wanted = [lv for lv in LEVELS if lv in o.levels or any(lv in DERIVED.get(d, ()) for d in o.levels)]
         key = jax.random.PRNGKey(o.seed)
@@ -252,50 +239,6 @@ def load_snapshot(path: str, like) -> dict:
     """Restores actor params saved by :meth:`Trainer._save_snapshot` into the structure of ``like``."""
     with open(path, "rb") as f:
         return flax.serialization.from_bytes(like, f.read())
-
-
-# -------------------------------------------------------------------------------------------------- collection
-
-def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool, seed: int) -> list:
-    """``num_steps`` transitions of ``act(obs, rng)`` as Minari episode buffers (``rng`` seeded by ``seed``); episode
-    ``k`` is reset with seed ``123 + k``; the last episode is truncated where the budget ends."""
-    episodes, done_steps, k, rng = [], 0, 0, np.random.default_rng(seed)
-    bar = tqdm(total=num_steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
-    while done_steps < num_steps:
-        obs, _ = env.reset(seed=RESET_SEED + k)
-        o, a, r, term, trunc = [obs], [], [], [], []
-        while True:
-            action = act(obs, rng)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            o.append(obs), a.append(action), r.append(reward), term.append(terminated)
-            last = done_steps + len(a) >= num_steps
-            trunc.append(bool(truncated) or (last and not terminated))
-            if terminated or trunc[-1]:
-                break
-        episodes.append(episode_buffer(np.asarray(o, np.float32), a, r, term, trunc, seed=RESET_SEED + k))
-        done_steps += len(a)
-        bar.update(len(a))
-        k += 1
-    bar.close()
-    return episodes
-
-
-def replay_episodes(buffer: "sac.ReplayBuffer", size: int, scale) -> list:
-    """The first ``size`` replay transitions as episodes (split at terminals and truncations)."""
-    data = {f: np.asarray(getattr(buffer.data, f)[:size]) for f in sac.ReplayBuffer.FIELDS}
-    ends = np.flatnonzero(data["episode_ends"] > 0)
-    if len(ends) == 0 or ends[-1] != size - 1:
-        ends = np.append(ends, size - 1)
-    episodes, start = [], 0
-    for end in ends:
-        sl = slice(start, end + 1)
-        obs = np.concatenate([data["observations"][sl], data["next_observations"][end:end + 1]])
-        trunc = data["truncations"][sl] > 0
-        trunc[-1] = trunc[-1] or not data["terminals"][end] > 0
-        episodes.append(episode_buffer(obs, scale(data["actions"][sl]), data["rewards"][sl], data["terminals"][sl] > 0,
-                                       trunc))
-        start = end + 1
-    return episodes
 
 
 def generate(options: Options) -> dict:

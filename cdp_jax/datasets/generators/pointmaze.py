@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cdp_jax.datasets.generators.writing import episode_buffer, mean_return, write_dataset
-from cdp_jax.envpool import register_robotics_envs
+from cdp_jax.envs.pool import register_robotics_envs
 
 register_robotics_envs()
 

@@ -8,7 +8,7 @@ yaw part of the rotation delta) to the nut's handle, grasps it, carries the nut 
 over the square peg while turning it square to the peg, lowers it and lets go. Each episode draws its own gain,
 approach height, grasp time and action-noise level (and a small constant drift), so that demonstrations vary the
 way human ones do; only successful episodes are kept, as in robomimic's PH data (an episode ends at its first
-successful step). Transport is two-armed: it uses the real files (README, "Robomimic").
+successful step). Transport is two-armed: it uses the real files (docs/robomimic.md).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from cdp_jax import robomimic_env
+from cdp_jax.envs import robomimic_env
 from cdp_jax.datasets.robomimic_hdf5 import write_demos
 
 SCRIPTED_TASKS = ("lift", "can", "square")

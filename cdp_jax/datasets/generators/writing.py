@@ -13,10 +13,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.namespace import create_namespace, list_local_namespaces
 
-
-def datasets_root() -> str:
-    """The Minari datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets`` (read at call time)."""
-    return os.environ.get("MINARI_DATASETS_PATH", os.path.join(os.path.expanduser("~"), ".minari", "datasets"))
+from cdp_jax.datasets.loading import datasets_root
 
 
 @contextlib.contextmanager

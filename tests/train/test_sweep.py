@@ -1,0 +1,528 @@
+"""experiments.sweep: one vmapped program equals members alone; resume; divergence; CLI; bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cdp_jax.train import config, records, results, sweep
+from cdp_jax.train import grid as G
+from cdp_jax.io.checkpoint import Checkpoints
+from cdp_jax.datasets import load_transitions
+from cdp_jax.train.workdir import holds_config
+from tests.tiny import run, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def env_with_cpu_devices(n: int) -> dict:
+    """``os.environ`` for a subprocess whose host platform is ``n`` CPU devices (conftest's XLA flags kept)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+    return dict(os.environ, XLA_FLAGS=flags)
+
+
+@pytest.fixture(scope="module")
+def straight(minari_root, tmp_path_factory):
+    """One uninterrupted run of ``tiny_config()``: ``(sweep, rows, workdir)``, the reference that the tests of
+    resumes, shardings, group splits and TensorBoard compare against (read only)."""
+    workdir = tmp_path_factory.mktemp("straight")
+    s, rows = run(tiny_config(), workdir)
+    return s, rows, workdir
+
+
+@pytest.mark.slow
+def test_grid_member_equals_member_alone(straight, tmp_path):
+    grid, grid_rows, workdir = straight
+    assert len(grid_rows) == 8 * 2
+    alone, alone_rows = run(tiny_config(seeds=(1,), data_fractions=(0.5,), gammas=(0.1,)), tmp_path / "alone")
+    index = next(i for i, m in enumerate(grid.grid.members) if m == dict(seed=1, data_fraction=0.5, gamma=0.1))
+    member = jax.tree.map(lambda x: x[index], grid.agents)
+    chex.assert_trees_all_close(member.params, jax.tree.map(lambda x: x[0], alone.agents.params), atol=1e-5)
+    final = [r for r in grid_rows if r["seed"] == 1 and r["data_fraction"] == 0.5 and r["gamma"] == 0.1]
+    assert len(final) == len(alone_rows) == 2
+    for a, b in zip(final, alone_rows):
+        assert a["action_std"] > 1e-3 and a["lambda_max"] != 0                    # values that can differ
+        np.testing.assert_allclose([a["return"], a["action_std"], a["lambda_max"]],
+                                   [b["return"], b["action_std"], b["lambda_max"]], rtol=1e-4, atol=1e-5)
+    assert os.path.exists(workdir / "summary.md")
+    for name in ("learning_curves.png", "score_vs_fraction.png", "gamma_sensitivity.png"):
+        assert os.path.getsize(workdir / "plots" / name) > 5_000
+
+
+def killed_after_first_checkpoint(config, workdir, monkeypatch):
+    """Runs ``config`` in ``workdir`` until its first checkpoint is written, then kills it (before its evaluation)."""
+    original = Checkpoints.save
+
+    def crash_after_first(self, step, state):
+        original(self, step, state)
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Checkpoints, "save", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, workdir)
+    monkeypatch.setattr(Checkpoints, "save", original)
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_to_identical_results(straight, tmp_path, monkeypatch):
+    _, reference, _ = straight
+    killed_after_first_checkpoint(tiny_config(), tmp_path / "crashed", monkeypatch)
+    # Killed after the first chunk's checkpoint, before its evaluation: the rerun evaluates the restored chunk
+    # (its train metrics kept beside the checkpoint) instead of training it again.
+    assert results.read_csv(tmp_path / "crashed" / "results.csv") == []
+    _, resumed = run(tiny_config(), tmp_path / "crashed")
+    assert len(resumed) == len(reference)
+    for a, b in zip(resumed, reference):
+        for key in ("step", "return", "normalized_score", "action_std", "lambda_max"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    metrics = lambda w: results.read_csv(w / "train_metrics.csv")
+    assert metrics(tmp_path / "crashed") == metrics(straight[2])           # the restored chunk's metrics too
+    finished, _ = run(tiny_config(), tmp_path / "crashed")                # resuming a finished sweep trains nothing
+    assert finished.timing["train_s"] == 0.0
+    restarted, rows = run(tiny_config(resume=False), tmp_path / "crashed")   # resume=False starts over
+    assert restarted.timing["train_s"] > 0.0 and len(rows) == len(reference)
+    assert [r["step"] for r in rows] == [r["step"] for r in reference]
+
+
+@pytest.mark.slow
+def test_nan_member_is_frozen_and_isolated(minari_root):
+    """A NaN/inf loss, or a state that turns non-finite under finite losses: the member goes back to the chunk's
+    start and is marked diverged; the other member trains as it would alone."""
+    cfg = tiny_config(gammas=(0.0,), seeds=(0, 1), data_fractions=(1.0,))
+    data, info = load_transitions(cfg.dataset_id)
+    grid = G.build_grid(cfg, data.size, info.episode_starts)
+    grid = G.Grid(grid.members, grid.weights.replace(gamma=jnp.array([0.0, jnp.inf])), grid.seeds, grid.subsets)
+    acfg = config.agent_config(cfg)
+    from cdp_jax.agents.dbc import DBCAgent
+    agents = G.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
+    initial = jax.tree.map(lambda x: x[1], agents.params)
+    chunk = G.make_train_steps(data, 32, 5)
+    agents, diverged, _ = chunk(agents, jnp.zeros(2, bool), grid.subsets, grid.seeds, 0, contraction=False)
+    np.testing.assert_array_equal(diverged, [False, True])
+    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], agents.params), initial)     # frozen
+    first = lambda tree: jax.tree.map(lambda x: x[:1], tree)
+    alone = G.Grid(grid.members[:1], first(grid.weights), grid.seeds[:1], first(grid.subsets))
+    solo = G.init_agents(DBCAgent, acfg, alone, info.obs_dim, info.act_dim)
+    solo, solo_div, _ = G.make_train_steps(data, 32, 5)(solo, jnp.zeros(1, bool), alone.subsets, alone.seeds, 0,
+                                                        contraction=False)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], agents.params), jax.tree.map(lambda x: x[0], solo.params),
+                                atol=1e-6)
+    # A state that turns non-finite under finite losses (member 1's EMA copy NaN; its loss reads the online
+    # parameters) is caught too: marked diverged, back to its state at the chunk's start; member 0 trains on.
+    grid = G.Grid(grid.members, grid.weights.replace(gamma=jnp.zeros(2)), grid.seeds, grid.subsets)
+    agents = G.init_agents(DBCAgent, acfg, grid, info.obs_dim, info.act_dim)
+    agents = agents.replace(actor_ema=jax.tree.map(lambda x: x.at[1].set(jnp.nan), agents.actor_ema))
+    start = jax.tree.map(np.asarray, agents)
+    agents, diverged, metrics = chunk(agents, jnp.zeros(2, bool), grid.subsets, grid.seeds, 0, contraction=False)
+    np.testing.assert_array_equal(diverged, [False, True])
+    assert np.isfinite(metrics["loss"]).all()
+    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], agents), jax.tree.map(lambda x: x[1], start))
+    assert not np.array_equal(jax.tree.leaves(agents.params)[0][0], jax.tree.leaves(start.params)[0][0])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(data_fractions=(1.0, -0.5)), "data_fractions must lie in"),
+    (dict(gammas=()), "gammas is empty"),
+    (dict(agent="ppo"), "unknown agent 'ppo'"),
+    (dict(seeds=0), "seeds must be a positive count"),
+    (dict(num_steps=30), "multiple of eval_every"),
+    (dict(progress_every=3), "progress_every=3 must divide eval_every=20"),
+    (dict(eval_seed=-1), "eval_seed must be >= 0"),               # gymnasium refused it, with a traceback, at step 20
+    (dict(members_per_program=-1), "members_per_program must be >= 0"),
+    (dict(eta=-1.0), "eta .* must be finite and >= 0"),
+    (dict(consistency_states=0), "consistency_states must be >= 1"),
+    (dict(consistency_samples=1), "consistency_samples must be >= 2"),
+])
+def test_bad_values_are_refused_before_compute(minari_root, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.Sweep(tiny_config(**overrides), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_bad_workdirs_are_refused(minari_root, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="not writable"):
+        sweep.Sweep(tiny_config(), str(blocker / "workdir"))
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        sweep.Sweep(tiny_config(), str(blocker))
+    run(tiny_config(num_steps=20), tmp_path / "w")
+    with pytest.raises(ValueError, match="holds a sweep with a different config.*overwrite=True"):
+        sweep.Sweep(tiny_config(num_steps=60), str(tmp_path / "w"))
+    sweep.Sweep(tiny_config(num_steps=60, overwrite=True), str(tmp_path / "w"))
+
+
+def _cli(args, env_extra=None, timeout=600):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_cli_starts_without_distrax_and_scipy_stats():
+    """A start loads what every run needs: distrax (TFP's JAX substrate, 0.4 s) and scipy.stats (0.3 s) are imported
+    where they are used (the SAC and BC policies, BC-GMM, confidence intervals), not by ``import cdp_jax``."""
+    code = ("import sys, experiments.sweep, cdp_jax.train.sweep; "
+            "print(sorted(m for m in ('distrax', 'scipy.stats') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
+    workdir = tmp_path / "cli"
+    proc = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={workdir}", "--config.num_steps=20",
+                 "--config.eval_every=20", "--config.eval_episodes=1", "--config.seeds=1", "--config.gammas=(0.5,)",
+                 "--config.data_fractions=(1.0,)", "--config.agent_config.diffusion.hidden=32",
+                 "--config.agent_config.diffusion.time_embedding", "cleandiffuser",      # a field the file does not set
+                 "--config.agent_config.diffusion.contraction.penalty=hinge",
+                 "--config.generate_steps=600", "--config.dataset_id=local/toy/reach-600-v0"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = results.read_csv(workdir / "results.csv")
+    assert [(r["gamma"], r["step"]) for r in rows] == [(0.5, 20.0)]
+    assert "Sweep summary" in proc.stdout
+    diffusion = json.loads((workdir / "policy_meta.json").read_text())["agent_config"]["diffusion"]
+    assert (diffusion["hidden"], diffusion["time_embedding"], diffusion["contraction"]["penalty"]) == (
+        32, "cleandiffuser", "hinge")
+    bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'x'}", "--config.nonexistent=1"])
+    assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
+    for field, message in (("diffusion.bogus=1", "unknown config key --config.agent_config.diffusion.bogus"),
+                            ("lr=fast", "--config.agent_config.lr=fast"), ("ema_every=1.5", "ema_every"),
+                            ("lr=-0.001", "agent_config.lr must be finite and > 0")):
+        bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'z'}",
+                    f"--config.agent_config.{field}"])
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    bad = _cli(["--config=experiments/configs/toy2d.py", f"--workdir={tmp_path / 'y'}", "--config.gammas=()"])
+    assert bad.returncode != 0 and "gammas is empty" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_two_devices_shard_the_grid_and_agree(straight, tmp_path):
+    script = (
+        "import os, sys, jax; sys.path.insert(0, %r); from tests.tiny import tiny_config, run; "
+        "assert jax.device_count() == 2; s, rows = run(tiny_config(), %r); "
+        "import numpy as np; np.save(%r, np.array([r['action_std'] for r in rows]))"
+    ) % (ROOT, str(tmp_path / "sharded"), str(tmp_path / "sharded.npy"))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env_with_cpu_devices(2), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, rows, _ = straight
+    np.testing.assert_allclose(np.load(tmp_path / "sharded.npy"), [r["action_std"] for r in rows], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_path):
+    """eval_overlap: chunk k is evaluated on a second host device while chunk k + 1 trains; results.csv, the
+    training metrics and the final checkpoint equal the sequential run's, wall_time aside."""
+    script = (
+        "import sys, json; sys.path.insert(0, %r); from cdp_jax.train.eval_overlap import reserve_host_device; "
+        "reserve_host_device(); from tests.tiny import tiny_config, run; "
+        "s, rows = run(tiny_config(eval_overlap=True, num_steps=60), %r); print(json.dumps(s.timing))"
+    ) % (ROOT, str(tmp_path / "overlap"))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    timing = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert timing["eval_s"] > 0 and timing["eval_wait_s"] <= timing["wall_s"] and 0 <= timing["eval_share"] < 1
+    sequential, _ = run(tiny_config(num_steps=60), tmp_path / "sequential")
+    for name in ("results.csv", "train_metrics.csv"):
+        a, b = (results.read_csv(tmp_path / w / name) for w in ("overlap", "sequential"))
+        assert len(a) == len(b) == 8 * 3
+        assert [{k: v for k, v in r.items() if k != "wall_time"} for r in a] == \
+            [{k: v for k, v in r.items() if k != "wall_time"} for r in b], name
+    ckpt = Checkpoints(str(tmp_path / "overlap"))
+    restored = ckpt.restore_latest({"agents": sequential.agents, "diverged": jnp.zeros(8, bool)})[1]
+    ckpt.close()
+    chex.assert_trees_all_equal(restored["agents"].params, sequential.agents.params)
+
+
+@pytest.mark.slow
+def test_progress_steps_do_not_change_the_results(minari_root, tmp_path):
+    """A chunk of eval_every steps trained in one compiled call (the default for this short interval), or in calls
+    of 5 or 2 steps between progress-bar updates, gives the same rows, metrics and parameters."""
+    assert sweep.progress_steps(tiny_config()) == 20 and sweep.progress_steps(tiny_config(eval_every=2000)) == 200
+    assert sweep.progress_steps(tiny_config(eval_every=1500)) == 150
+    assert sweep.progress_steps(tiny_config(eval_every=997)) == 997          # a prime: one call
+    runs = {n: run(tiny_config(progress_every=n), tmp_path / f"p{n}") for n in (20, 5, 2)}
+    for name in ("results.csv", "train_metrics.csv"):
+        tables = [[{k: v for k, v in r.items() if k != "wall_time"} for r in results.read_csv(tmp_path / f"p{n}" / name)]
+                  for n in runs]
+        for t in tables[1:]:
+            assert len(t) == len(tables[0]) == 16
+            for a, b in zip(t, tables[0]):
+                assert a.keys() == b.keys()
+                numbers = [k for k in a if isinstance(a[k], (int, float))]
+                assert {k: a[k] for k in a if k not in numbers} == {k: b[k] for k in b if k not in numbers}
+                np.testing.assert_allclose([a[k] for k in numbers], [b[k] for k in numbers], rtol=1e-5, atol=1e-6,
+                                           err_msg=name)
+    for n in (5, 2):
+        chex.assert_trees_all_close(runs[n][0].agents.params, runs[20][0].agents.params, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_grid_split_into_equal_chunks_gives_the_same_results(straight, tmp_path):
+    whole, whole_rows, _ = straight
+    chunked, chunked_rows = run(tiny_config(members_per_program=3), tmp_path / "chunked")   # 4 + 4 members -> 2 + 2 groups
+    assert [len(m) for m, _ in G.GridLayout.plan([m["gamma"] for m in chunked.grid.members], 3).groups] == [3, 3, 3, 3]
+    chex.assert_trees_all_close(whole.agents.params, chunked.agents.params, atol=1e-6)
+    assert len(whole_rows) == len(chunked_rows) == 16
+    for a, b in zip(whole_rows, chunked_rows):
+        np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_one_program_for_both_gamma_classes_gives_the_same_results(straight, tmp_path):
+    whole, whole_rows, workdir = straight
+    one, one_rows = run(tiny_config(group_by_contraction=False), tmp_path / "one")
+    for path, computed in ((workdir, False), (tmp_path / "one", True)):      # did γ = 0 members compute L_c?
+        gamma0 = [r for r in results.read_csv(str(path / "train_metrics.csv")) if r["gamma"] == 0]
+        assert all((r["contraction_loss"] > 0) == computed for r in gamma0) and gamma0
+    chex.assert_trees_all_close(whole.agents.params, one.agents.params, atol=1e-4)
+    assert len(whole_rows) == len(one_rows) == 16
+    for a, b in zip(whole_rows, one_rows):
+        np.testing.assert_allclose([a["action_std"], a["lambda_max"]], [b["action_std"], b["lambda_max"]], rtol=1e-3)
+    # A workdir recorded before the field existed resumes: the missing field counts as its default.
+    stored = json.loads((workdir / "config.json").read_text())
+    del stored["group_by_contraction"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    assert holds_config(str(tmp_path / "old"), tiny_config().to_dict(), overwrite=False)
+    with pytest.raises(ValueError, match="holds a sweep with a different config"):
+        holds_config(str(tmp_path / "old"), tiny_config(group_by_contraction=False).to_dict(), overwrite=False)
+
+
+# The official configs/cdp-rl/task files (eta, weight_temperature), (aminabyaneh/contractive-diffusion-policy).
+OFFICIAL = {"halfcheetah-medium": (1.0, 50), "halfcheetah-medium-replay": (1.0, 150),
+            "halfcheetah-medium-expert": (1.0, 50), "hopper-medium": (1.0, 300), "hopper-medium-replay": (1.0, 300),
+            "hopper-medium-expert": (1.0, 8), "walker2d-medium": (1.0, 300), "walker2d-medium-replay": (1.0, 100),
+            "walker2d-medium-expert": (1.0, 300)}
+
+
+@pytest.mark.parametrize("task", sorted(OFFICIAL))
+def test_every_paper_row_resolves_with_its_official_settings(minari_root, task):
+    import importlib
+    cfg = importlib.import_module("experiments.configs.d4rl_mujoco").get_config(task)
+    env, _, level = task.partition("-")
+    expected_id = f"mujoco/{env}/{level}-v0" if level == "medium" else f"local/mujoco/{env}/{level}-v0"
+    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (expected_id, "edp",
+                                                                                         *OFFICIAL[task])
+    config.validate(cfg)
+    from benchmarks.science import paper_tables as pt
+    dataset = next(d for d in pt.preset_datasets("offline", {f"local/mujoco/{env}/{level}-v0"}, 1000)
+                   if d.paper_row == task)                    # the paper tables read the same settings
+    job = pt.Job("x", dataset, "edp", (1.0,), (0.0,))
+    swept = pt.sweep_config(job, pt.BUDGETS["smoke"])
+    assert (swept.eta, swept.agent_config.weight_temperature) == OFFICIAL[task]
+
+
+@pytest.mark.parametrize("path,task,dataset_id,eta,temperature", [
+    ("d4rl_kitchen", "partial", "D4RL/kitchen/partial-v2", 0.005, 5.0),
+    ("d4rl_antmaze", "large-play", "D4RL/antmaze/large-play-v1", 4.5, 5.0),
+])
+def test_other_paper_configs_carry_the_official_settings(path, task, dataset_id, eta, temperature):
+    import importlib
+    cfg = importlib.import_module(f"experiments.configs.{path}").get_config(task)
+    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (dataset_id, "edp", eta, temperature)
+    config.validate(cfg)
+    with pytest.raises(ValueError, match="unknown MuJoCo task"):
+        importlib.import_module("experiments.configs.d4rl_mujoco").get_config("hopper-random")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(seeds=(0, 0)), "seeds has repeated values"),
+    (dict(data_fractions=(1e-9,)), "keeps only 1 of 600 transitions, fewer than one batch"),
+    (dict(dataset_id="local/toy/raech-v0"), "is not local, and generator 'toy-reach' writes 'local/toy/reach-v0'"),
+    (dict(eval_overlap=True), "eval_overlap needs a device to evaluate on"),
+    (dict(eval_max_envs=-1), "eval_max_envs must be >= 0"),
+])
+@pytest.mark.slow
+def test_bad_input_found_at_run_start_writes_nothing(minari_root, tmp_path, overrides, message):
+    import minari
+    with pytest.raises(ValueError, match=message):
+        sweep.Sweep(tiny_config(**overrides), str(tmp_path / "w")).run()
+    written = os.listdir(tmp_path / "w") if os.path.exists(tmp_path / "w") else []
+    assert written in ([], [".lock"])                               # no config.json to block the corrected rerun
+    assert "local/toy/raech-v0" not in minari.list_local_datasets()
+    run(tiny_config(num_steps=20), tmp_path / "w")                  # the corrected rerun in the same workdir
+
+
+@pytest.mark.slow
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(minari_root, tmp_path, capsys):
+    _, reference = run(tiny_config(), tmp_path / "w")
+    latest = tmp_path / "w" / "checkpoints" / "40"
+    for root, _, files in os.walk(latest):
+        for name in files:
+            open(os.path.join(root, name), "r+b").truncate(7)             # every file of step 40 damaged
+    capsys.readouterr()
+    _, again = run(tiny_config(), tmp_path / "w")
+    out = capsys.readouterr().out
+    assert "checkpoint step(s) [40]" in out and "resuming from step 20, the newest intact one" in out
+    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in again] == \
+        [{k: v for k, v in r.items() if k != "wall_time"} for r in reference]
+
+
+@pytest.mark.slow
+def test_missing_or_broken_config_file_gets_one_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config(:\n")
+    for path in (tmp_path / "missing.py", broken):
+        proc = _cli([f"--config={path}", f"--workdir={tmp_path / 'w'}"])
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert proc.stderr.strip().startswith("error: bad command line or config") and \
+            len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = _cli(["--config=experiments/configs/robomimic.py:liftt", f"--workdir={tmp_path / 'w'}"])  # get_config raises
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "robomimic.py:liftt" in proc.stderr, proc.stderr
+    assert "unknown robomimic task 'liftt'; use one of ('lift'" in proc.stderr, proc.stderr
+    assert not os.path.exists(tmp_path / "w")
+    help_text = _cli(["--config=experiments/configs/quickstart.py", "--help"]).stdout
+    assert "--config.gammas=" in help_text and "--config.agent_config.diffusion.network='dql'" in help_text
+    assert "--config.agent_config.diffusion.time_embedding='float'" in help_text      # a default the file does not set
+
+
+def _event_scalars(folder) -> dict:
+    """``{(tag, step): value}`` from TensorBoard event files (TFRecord framing: length, crc, Event proto, crc)."""
+    import struct
+    from tensorboardX.proto import event_pb2
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        blob = open(os.path.join(folder, name), "rb").read()
+        pos = 0
+        while pos < len(blob):
+            (length,) = struct.unpack("<Q", blob[pos:pos + 8])
+            event = event_pb2.Event.FromString(blob[pos + 12:pos + 12 + length])
+            pos += 16 + length
+            for v in event.summary.value:
+                out[(v.tag, event.step)] = v.simple_value
+    return out
+
+
+def test_tensorboard_scalars_per_member_match_the_results(straight, tmp_path):
+    _, rows, workdir = straight
+    runs = sorted(os.listdir(workdir / "tensorboard"))
+    assert len(runs) == 8 and "seed1_frac0.5_gamma0.1" in runs
+    scalars = _event_scalars(workdir / "tensorboard" / "seed1_frac0.5_gamma0.1")
+    mine = [r for r in rows if (r["seed"], r["data_fraction"], r["gamma"]) == (1, 0.5, 0.1)]
+    for r in mine:
+        np.testing.assert_allclose(scalars[("eval/action_std", r["step"])], r["action_std"], rtol=1e-6)
+        np.testing.assert_allclose(scalars[("eval/return", r["step"])], r["return"], rtol=1e-6)
+    metrics = [m for m in results.read_csv(workdir / "train_metrics.csv")
+               if (m["seed"], m["data_fraction"], m["gamma"]) == (1, 0.5, 0.1)]
+    np.testing.assert_allclose(scalars[("train/loss", 40)], metrics[-1]["loss"], rtol=1e-6)
+    run(tiny_config(tensorboard=False), tmp_path / "off")
+    assert not os.path.exists(tmp_path / "off" / "tensorboard")
+
+
+@pytest.mark.slow
+def test_killed_between_the_results_and_the_train_metrics_of_the_last_chunk(straight, tmp_path, monkeypatch):
+    """A kill after the last chunk's results.csv and before its train_metrics.csv: the rerun has nothing to train,
+    and takes that chunk's metrics from the file kept beside its checkpoint (they were lost before)."""
+    cfg, original = tiny_config(), results.write_csv
+
+    def crash_before_last_metrics(path, rows, *args, **kwargs):
+        if str(path).endswith("train_metrics.csv") and max(r["step"] for r in rows) == cfg.num_steps:
+            raise KeyboardInterrupt("simulated kill")
+        return original(path, rows, *args, **kwargs)
+
+    monkeypatch.setattr(results, "write_csv", crash_before_last_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "crashed")
+    monkeypatch.setattr(results, "write_csv", original)
+    metrics = lambda w: results.read_csv(w / "train_metrics.csv")
+    assert max(r["step"] for r in metrics(tmp_path / "crashed")) < cfg.num_steps
+    finished, _ = run(tiny_config(), tmp_path / "crashed")
+    assert finished.timing["train_s"] == 0.0
+    assert metrics(tmp_path / "crashed") == metrics(straight[2])
+
+
+def test_a_checkpoint_without_rows_or_train_metrics_is_one_line(minari_root, tmp_path, monkeypatch):
+    killed_after_first_checkpoint(tiny_config(num_steps=20), tmp_path / "w", monkeypatch)
+    os.remove(tmp_path / "w" / records.UNEVALUATED)
+    with pytest.raises(ValueError, match="checkpoint of step 20 .* has no rows in results.csv and no train metrics"
+                                         ".*--config.resume=False"):
+        run(tiny_config(num_steps=20), tmp_path / "w")
+
+
+@pytest.mark.slow
+def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(straight, tmp_path, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    from cdp_jax.train.cli import one_line_errors
+    _, reference, _ = straight
+    original, calls = ocp.CheckpointManager.save, []
+
+    def full_disk(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(SystemExit) as stop, one_line_errors():
+        run(tiny_config(), tmp_path / "w")
+    message = str(stop.value.code)
+    assert "could not write the checkpoint of step 40" in message and "No space left on device" in message
+    assert "rerun the same command" in message and "\n" not in message
+    monkeypatch.setattr(ocp.CheckpointManager, "save", original)
+    _, resumed = run(tiny_config(), tmp_path / "w")
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    assert drop(resumed) == drop(reference)
+
+
+@pytest.mark.slow
+def test_gamma_zero_members_are_compiled_without_the_contraction_term():
+    layout = G.GridLayout.plan([0.0, 0.1, 0.0, 0.1, 0.1], per_program=2)
+    assert layout.groups == (((0, 2), False), ((1, 3), True), ((4, 4), True))
+    one_class = G.GridLayout.plan([0.0, 0.1, 0.0, 0.1, 0.1], per_program=2, by_contraction=False)
+    assert one_class.groups == (((0, 1), True), ((2, 3), True), ((4, 4), True))
+    assert G.GridLayout.plan([0.0, 0.0], per_program=2, by_contraction=False).groups == (((0, 1), False),)
+    tree = {"x": jnp.arange(5.0) * 10}
+    parts = [layout.group(tree, k) for k in range(layout.num_groups)]
+    np.testing.assert_array_equal(parts[2]["x"], [40.0, 40.0])                    # the padded group
+    np.testing.assert_array_equal(layout.join(parts)["x"], tree["x"])             # back in member order
+    from cdp_jax.agents.base import LossWeights
+    from cdp_jax.agents.dbc import DBCAgent, default_config
+    agent = DBCAgent.create(default_config(), LossWeights(gamma=0.0), jax.random.PRNGKey(0), 3, 2)
+    batch = {"observations": jnp.ones((16, 3)), "actions": jnp.zeros((16, 2))}
+    key = jax.random.PRNGKey(1)
+    update_on, update_off = (DBCAgent.update.lower(agent, batch, key, contraction=on).compile()   # compiled once
+                             for on in (True, False))
+    cost_on, cost_off = (f["flops"] if isinstance(f, dict) else f[0]["flops"]
+                         for f in (update_on.cost_analysis(), update_off.cost_analysis()))
+    assert cost_off < 0.6 * cost_on, (cost_off, cost_on)                          # the d JVPs are gone
+    (_, m_on), (_, m_off) = update_on(agent, batch, key), update_off(agent, batch, key)
+    assert float(m_off["contraction_loss"]) == 0.0
+    np.testing.assert_allclose(float(m_on["loss"]), float(m_on["denoising_loss"]), rtol=1e-6)     # γ = 0: L_c adds nothing
+    # γ = 0: the same gradient either way (with L_c on, the denoising term is read off the contraction's
+    # linearisation: the two compiled programs agree to float rounding, 3e-8 measured). Compared before Adam, whose
+    # first step lr·g/(|g| + ε) would turn that rounding on near-zero entries into lr-sized differences.
+    grad = lambda on: jax.jit(jax.grad(lambda p: agent.loss(p, batch, jax.random.PRNGKey(1), on)[0]))(agent.params)
+    chex.assert_trees_all_close(grad(True), grad(False), atol=1e-6)
+
+
+def test_plotted_success_intervals_stop_at_zero_and_one_and_returns_are_symmetric():
+    mean, ci = np.array([0.95, 0.1, 0.5]), np.array([0.6, 0.3, np.nan])
+    np.testing.assert_allclose(results._interval("success", mean, ci), [[0.6, 0.1, 0.0], [0.05, 0.3, 0.0]])
+    np.testing.assert_allclose(results._interval("return", mean * 300, ci * 300), [[180, 90, 0], [180, 90, 0]])
+
+
+def test_wide_cpu_vectors_only_on_avx512_and_never_over_the_callers_width(monkeypatch):
+    """``prefer_wide_cpu_vectors`` adds the 512-bit width to XLA_FLAGS on an AVX-512 CPU, keeps the caller's other
+    flags, leaves a width the caller set and a CPU without AVX-512 alone."""
+    from cdp_jax.train import cli
+    monkeypatch.setattr(cli, "cpu_model_and_flags", lambda: ("test cpu", {"avx2", "avx512f"}))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=1")
+    assert cli.prefer_wide_cpu_vectors()
+    assert os.environ["XLA_FLAGS"] == "--xla_backend_optimization_level=1 --xla_cpu_prefer_vector_width=512"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_prefer_vector_width=256")
+    assert not cli.prefer_wide_cpu_vectors() and os.environ["XLA_FLAGS"] == "--xla_cpu_prefer_vector_width=256"
+    monkeypatch.setattr(cli, "cpu_model_and_flags", lambda: ("test cpu", {"avx2", "fma"}))
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert not cli.prefer_wide_cpu_vectors() and os.environ["XLA_FLAGS"] == ""
