@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.science import robomimic_jobs
 from cdp_jax.analysis import comparison
+from benchmarks.science.jobs import Budget, Dataset
 from cdp_jax.train import results
 from cdp_jax.io import atomic_write_text
 

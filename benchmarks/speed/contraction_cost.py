@@ -21,7 +21,6 @@ Parts (each a table, all written to ``--out`` as soon as measured):
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import jax

@@ -96,7 +96,7 @@ def _load_peak_bytes(path: str) -> tuple[int, int, int]:
     return int(peak), int(frames), int(frame_bytes)
 
 
-def train_figures(steps: int, record) -> None:
+def train_figures(steps: int, keep) -> None:
     """Records each figure as soon as it is measured (a UNet step on images takes tens of seconds on a CPU)."""
     image = dict(cameras=R.CAMERAS, height=84, width=84, crop=76, low_dim=9, obs_steps=2, emb_dim=256)
     obs_dim = 2 * (9 + 2 * 84 * 84 * 3)
@@ -109,7 +109,7 @@ def train_figures(steps: int, record) -> None:
         out[name] = steps_per_second("dbc", "frobenius", 1.0, gamma, n, scan=False, num_probes=probes, **kw)
         ratios = {k: out[a] / out[b] for k, a, b in (("pearce", "pearce", "cdp_pearce_exact"),
                                                      ("unet", "dp_unet", "cdp_unet_1_probe")) if b in out}
-        record({"updates_per_s_batch64": dict(out), "cdp_over_dbc_step_time": ratios})
+        keep({"updates_per_s_batch64": dict(out), "cdp_over_dbc_step_time": ratios})
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -127,13 +127,13 @@ def main(_, args: flags.FlagValues) -> int:
         return 2
     import jax
     figures = dict(device=jax.devices()[0].device_kind, date=time.strftime("%Y-%m-%d"))
-    def record(new: dict) -> None:
+    def keep(new: dict) -> None:
         figures.update(new)
         record.write(args.out or record.dated_path("images"), figures)
         print(json.dumps(new), flush=True)
 
-    measure = {"render": lambda: record(render_figures()), "generate": lambda: record(generate_figures([int(n) for n in args.demos])),
-               "train": lambda: train_figures(args.steps, record)}
+    measure = {"render": lambda: keep(render_figures()), "generate": lambda: keep(generate_figures([int(n) for n in args.demos])),
+               "train": lambda: train_figures(args.steps, keep)}
     for part in args.parts:
         measure[part]()
     return 0

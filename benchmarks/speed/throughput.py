@@ -117,16 +117,16 @@ def main(_, args: flags.FlagValues) -> int:
     figures = dict(device=f"{jax.devices()[0].device_kind} x{len(training_devices(False))}", jax=jax.__version__,
                    date=time.strftime("%Y-%m-%d"), steps_per_timed_call=args.steps)
 
-    def record(**kw):
+    def keep(**kw):
         figures.update(kw)
         record.write(args.out or record.dated_path("throughput"), figures)
         print(json.dumps(kw), flush=True)
 
     if "edp" in parts:
         edp = steps_per_second("edp", "frobenius", 0.1, 0.0, args.steps)
-        record(edp_updates_per_s=edp)
+        keep(edp_updates_per_s=edp)
         cdp = steps_per_second("edp", "frobenius", 0.1, 0.1, args.steps)
-        record(cdp_updates_per_s=cdp, cdp_over_edp_step_time=edp / cdp)
+        keep(cdp_updates_per_s=cdp, cdp_over_edp_step_time=edp / cdp)
     data = synthetic_data(jax.random.PRNGKey(0))
     single = {}
 
@@ -138,22 +138,22 @@ def main(_, args: flags.FlagValues) -> int:
                 single[agent] = t
             rows.append(dict(N=n, aggregate_updates_per_s=n * args.steps / t,
                              speedup_vs_separate=n * single[agent] / t if agent in single else None))
-            record(**{key: rows})
+            keep(**{key: rows})
 
     # In order of what a time-limited GPU call most needs: the RL grids and the evaluation share first.
     if "grids" in parts:
         grids("edp_cdp_grid", "edp", (0.0, 0.1), args.grids, True)
         grids("edp_cdp_grid_one_program", "edp", (0.0, 0.1), args.one_program_grids, False)
     if "sweep" in parts:
-        record(sweep_eval_share=sweep_eval_share(args.sweep_members))
-        record(sweep_eval_share_overlapped=sweep_eval_share(args.sweep_members, overlap=True))
+        keep(sweep_eval_share=sweep_eval_share(args.sweep_members))
+        keep(sweep_eval_share_overlapped=sweep_eval_share(args.sweep_members, overlap=True))
     if "dbc" in parts:
         grids("dbc_cdp_grid", "dbc", (0.1,), args.dbc_grids, True)
     if "sampler" in parts:
-        record(sampler_actions_per_s_15step_dpm=sampler_actions_per_second())
+        keep(sampler_actions_per_s_15step_dpm=sampler_actions_per_second())
     if "eval" in parts:
         grid_rate, raw_rate = eval_env_steps_per_second()
-        record(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
+        keep(eval_grid_env_steps_per_s=grid_rate, raw_gymnasium_env_steps_per_s=raw_rate)
     return 0
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from cdp_jax.nn.chunk_networks import ChiUNet1d, DiT1d
-from cdp_jax.nn.layers import TIME_EMBEDDINGS, mish, positional_embedding
+from cdp_jax.nn.layers import mish, positional_embedding
 
 if TYPE_CHECKING:          # imported on use below
     import distrax

@@ -18,7 +18,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from cdp_jax.train import distributed

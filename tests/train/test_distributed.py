@@ -11,7 +11,7 @@ import pytest
 
 from cdp_jax.train import results
 from tests.train.test_reliability import ROOT, kill_group
-from tests.train.test_sweep import env_with_cpu_devices
+from tests.train.conftest import env_with_cpu_devices
 
 TINY = """
 from tests.tiny import tiny_config
