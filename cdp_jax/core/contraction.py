@@ -21,6 +21,9 @@ import jax.numpy as jnp
 
 PENALTIES = ("frobenius", "hinge", "eigen_max", "eigen_avg")
 EIGEN_METHODS = ("lanczos", "power")
+# The Frobenius loss as a mean over the d^2 entries (the official code's), or ||J_sym + beta I||_F^2 / d, a mean per
+# action dimension, so that one gamma pulls alike at every action size (for J = lambda I: (lambda + beta)^2 at any d).
+NORMALIZATIONS = ("entries", "dimension")
 
 Fn = Callable[[jax.Array], jax.Array]
 
@@ -176,19 +179,20 @@ def hinge_penalty(lam_max: jax.Array, threshold: jax.Array | float, beta: float 
 
 
 def batch_penalty(kind: str, lin: Linearized, key: jax.Array, *, beta: float = 0.1, num_iters: int = 5,
-                  threshold: jax.Array | float = 0.0, method: str = "lanczos", num_probes: int = 0) -> jax.Array:
+                  threshold: jax.Array | float = 0.0, method: str = "lanczos", num_probes: int = 0,
+                  normalize: str = "entries") -> jax.Array:
     """Per-row contraction loss by name, ``[B]``, at the rows of a linearisation (:func:`linearize`).
 
     ``"frobenius"``: the official code's default, ``mean((J_sym + beta I)^2)``; exact from ``d`` JVPs, or with
-    ``num_probes > 0`` the unbiased estimate of :func:`batch_frobenius_estimate`.
+    ``num_probes > 0`` the unbiased estimate of :func:`batch_frobenius_estimate`; ``normalize="dimension"`` takes
+    ``||J_sym + beta I||_F^2 / d`` instead (:data:`NORMALIZATIONS`).
     ``"hinge"``: the paper's ``max(-beta, lambda_max - threshold)`` (``threshold`` scalar or ``[B]``).
     ``"eigen_max"``: the code's ``eigen_max`` option, ``lambda_max`` added linearly.
     ``"eigen_avg"``: the code's ``eigen_avg`` option, the mean of all exact eigenvalues of ``J_sym`` (eigvalsh).
     """
     if kind == "frobenius":
-        if num_probes:
-            return batch_frobenius_estimate(lin, key, beta, num_probes)
-        return batch_frobenius_penalty(lin, beta)
+        loss = batch_frobenius_estimate(lin, key, beta, num_probes) if num_probes else batch_frobenius_penalty(lin, beta)
+        return loss if normalize == "entries" else loss * lin.x.shape[-1]
     if kind == "hinge":
         return hinge_penalty(batch_max_eigenvalue(lin, key, num_iters, method), threshold, beta)
     if kind == "eigen_max":

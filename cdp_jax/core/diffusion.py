@@ -40,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
         network="dql", hidden=0, time_embedding="float", chunk_horizon=1, unet_dim_mult=(1, 2, 2), dit_heads=12,
         dit_depth=6, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
-        contraction=dict(penalty="frobenius", beta=0.1, num_iters=5, eigen_method="lanczos",
+        contraction=dict(penalty="frobenius", normalize="entries", beta=0.1, num_iters=5, eigen_method="lanczos",
                          threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0),
         image=dict(cameras=(), height=84, width=84, crop=76, low_dim=0, obs_steps=1, emb_dim=256),
     ))
@@ -81,6 +81,11 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
     c = cfg.contraction
     if c.penalty not in contraction.PENALTIES:
         raise ValueError(f"unknown contraction penalty {c.penalty!r}; choose one of {contraction.PENALTIES}")
+    if c.normalize not in contraction.NORMALIZATIONS:
+        raise ValueError(f"unknown contraction.normalize {c.normalize!r}; choose one of {contraction.NORMALIZATIONS}")
+    if c.normalize != "entries" and c.penalty != "frobenius":
+        raise ValueError(f"contraction.normalize={c.normalize!r} applies to the frobenius penalty only, not to "
+                         f"{c.penalty!r}; leave it 'entries'")
     if c.threshold not in THRESHOLDS:
         raise ValueError(f"unknown contraction threshold {c.threshold!r}; choose one of {THRESHOLDS}")
     if c.eigen_method not in contraction.EIGEN_METHODS:
@@ -245,7 +250,7 @@ class Denoiser:
         threshold = self.schedule.alpha_at(t) if c.threshold == "alpha" else 0.0
         return jnp.mean(contraction.batch_penalty(c.penalty, lin, key, beta=c.beta, num_iters=c.num_iters,
                                                   threshold=threshold, method=c.eigen_method,
-                                                  num_probes=c.num_probes))
+                                                  num_probes=c.num_probes, normalize=c.normalize))
 
     def max_eigenvalue(self, params, key, x_t, t, obs, num_iters: int | None = None):
         """``lambda_max(J_sym)`` of the x0 prediction per sample: ``[B]``. Exact (eigvalsh) unless ``num_iters`` is given."""

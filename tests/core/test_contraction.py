@@ -208,3 +208,35 @@ def test_probe_estimate_of_the_frobenius_loss_is_unbiased_with_an_unbiased_gradi
     chex.assert_shape(many, (3,))
     np.testing.assert_allclose(C.batch_penalty("frobenius", C.linearize(lambda a: net.apply(params, a), x), keys[0],
                                                num_probes=64), many, rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalize", ["entries", "dimension"])
+@pytest.mark.parametrize("d", [2, 9])
+def test_frobenius_normalisation_is_the_mean_over_entries_or_per_dimension(normalize, d):
+    """Exact values against numpy on random Jacobians: ``mean((J_sym + beta I)^2)`` over the d^2 entries (the
+    official code), or ``||J_sym + beta I||_F^2 / d``; for ``J = lambda I`` the second is ``(lambda + beta)^2`` at
+    every d, which is why it exists."""
+    rng = np.random.default_rng(d)
+    jac = rng.normal(size=(4, d, d)).astype(np.float32)
+    x = rng.normal(size=(4, d)).astype(np.float32)
+    lin = C.linearize(lambda v: jnp.einsum("bij,bj->bi", jac, v), jnp.asarray(x))
+    got = C.batch_penalty("frobenius", lin, jax.random.PRNGKey(0), beta=0.1, normalize=normalize)
+    m = (jac + np.swapaxes(jac, 1, 2)) / 2 + 0.1 * np.eye(d)
+    want = (m ** 2).mean(axis=(1, 2)) if normalize == "entries" else (m ** 2).sum(axis=(1, 2)) / d
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+    scaled = C.linearize(lambda v: 0.5 * v, jnp.asarray(x))          # J = 0.5 I
+    value = C.batch_penalty("frobenius", scaled, jax.random.PRNGKey(0), beta=0.1, normalize=normalize)
+    np.testing.assert_allclose(np.asarray(value), (0.6 ** 2) / (d if normalize == "entries" else 1), rtol=1e-5)
+
+
+def test_normalisation_other_than_entries_is_refused_for_the_eigenvalue_penalties():
+    from cdp_jax.core import diffusion
+    cfg = diffusion.default_config()
+    cfg.contraction.normalize = "dimension"
+    diffusion.validate_config(cfg)                                    # frobenius: fine
+    cfg.contraction.penalty = "hinge"
+    with pytest.raises(ValueError, match="applies to the frobenius penalty only"):
+        diffusion.validate_config(cfg)
+    cfg.contraction.normalize = "rows"
+    with pytest.raises(ValueError, match="unknown contraction.normalize 'rows'"):
+        diffusion.validate_config(cfg)
