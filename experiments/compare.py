@@ -14,6 +14,7 @@ import os
 import sys
 
 from absl import app, flags
+
 from cdp_jax.analysis import comparison
 from cdp_jax.train import results
 from cdp_jax.io import atomic_write_text

@@ -2,10 +2,12 @@
 import sys
 
 from absl import app, flags, logging
+
 from cdp_jax.analysis.diagnostics import diagnose_sweep
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a finished sweep's workdir", required=True)
 _STATES = flags.DEFINE_integer("states", 64, "number of dataset states to measure at")
+_LEVELS = flags.DEFINE_integer("levels", 0, "noise levels to measure λmax at, spread over 0..T-1 (0: every level)")
 
 
 def main(argv):
@@ -14,7 +16,7 @@ def main(argv):
     if _STATES.value < 1:
         sys.exit(f"error: --states must be >= 1 (dataset states to measure at), got {_STATES.value}")
     try:
-        rows = diagnose_sweep(_WORKDIR.value, _STATES.value)
+        rows = diagnose_sweep(_WORKDIR.value, _STATES.value, num_levels=_LEVELS.value)
     except ValueError as err:
         sys.exit(f"error: {err}")
     summary = {}

@@ -5,6 +5,7 @@
 import sys
 
 from absl import app, flags
+
 from cdp_jax.train.policy import members_table
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a sweep's workdir")

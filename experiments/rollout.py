@@ -7,6 +7,7 @@
 import sys
 
 from absl import app, flags, logging
+
 from cdp_jax.analysis.rollout import rollout
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a sweep's workdir (its latest checkpoint is used)")

@@ -8,6 +8,7 @@ import os
 import sys
 
 from absl import app, flags
+
 from cdp_jax.analysis.selection import select_gamma
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "a finished sweep's workdir")

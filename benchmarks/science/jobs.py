@@ -29,6 +29,8 @@ class Dataset:
         if self.dataset_id.startswith("local/"):
             how = f"generated here by `{self.generate or 'cdp_jax.datasets'}`" if self.generate else "generated here"
             return f"`{self.dataset_id}` ({how}; not the D4RL data)"
+        if self.dataset_id.startswith("d4rl/"):
+            return f"`{self.dataset_id}` (D4RL's file, the paper's data)"
         return f"`{self.dataset_id}` (Minari; the paper used D4RL)"
 
 

@@ -17,6 +17,8 @@ from cdp_jax.io import atomic_write_text
 
 PAPER_CSV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reference", "paper.csv")
 CDP_GAMMA = 0.1
+# paper_tables.sweep_config gives every diffusion agent the official network
+EMBEDDING = "Diffusion agents: CleanDiffuser's integer-cast time embedding, the official network (docs/fidelity.md)."
 
 
 def read_paper(path: str = PAPER_CSV) -> list[dict]:
@@ -65,7 +67,8 @@ def table1_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
              (f"Normalised score (0-100) at the final evaluation after {_steps_reached(rows, budget.rl_steps)} gradient "
               f"steps, mean ± 95% CI "
              f"(t-interval) over {budget.seeds} seeds, {budget.eval_episodes} evaluation episodes per seed. "
-             f"CDP = EDP + contraction (γ = {CDP_GAMMA}, Frobenius, t < 0.1·T). Each cell: ours (paper)."), "",
+             f"CDP = EDP + contraction (γ = {CDP_GAMMA}, Frobenius, t < 0.1·T). Each cell: ours (paper). {EMBEDDING}"),
+             "",
              "| dataset | data used | BC | DQL | EDP | IDQL | CDP |", "|---|---|---|---|---|---|---|"]
     for ds in datasets:
         cells = []
@@ -134,7 +137,8 @@ def table2_markdown(rows, datasets: list[Dataset], paper, budget: Budget, preset
     lines = [f"# Table 2: imitation, DBC against CDP (preset `{preset}`)", "",
              (f"Diffusion BC with the official recipe (Pearce MLP, 50 DPM-Solver++ steps, L_c at all t; "
               f"experiments/configs/pointmaze.py) with γ = 0 (DBC) and γ = {CDP_GAMMA} (CDP), "
-              f"{budget.il_steps} gradient steps, final evaluation, mean ± 95% CI over {budget.seeds} seeds."), "",
+              f"{budget.il_steps} gradient steps, final evaluation, mean ± 95% CI over {budget.seeds} seeds. "
+              f"{EMBEDDING}"), "",
              "| dataset | data used | metric | DBC | CDP |", "|---|---|---|---|---|"]
     for ds in (d for d in datasets if d.imitation):
         for metric, label in (("success", "success rate"), ("normalized_score", "normalised score")):

@@ -50,9 +50,8 @@ def preset_datasets(preset: str, local_ids: set[str], generate_steps: int, robom
     Transport, which has no scripted demonstrator."""
     robomimic = functools.partial(robomimic_datasets, data=robomimic_data)
     if preset == "full":
-        out = [Dataset(f"mujoco/{env}/{level}-v0", paper_row=f"{env}-{level}", eta=eta, weight_temperature=temp,
-                       imitation=False)
-               for (env, level), (eta, temp) in TASKS.items() if level == "medium"]
+        out = [Dataset(f"d4rl/{env}-{level}-v2", paper_row=f"{env}-{level}", eta=eta, weight_temperature=temp,
+                       imitation=False) for (env, level), (eta, temp) in TASKS.items()]      # D4RL's own files
         kitchen = d4rl_kitchen.get_config("complete")
         out.append(Dataset(kitchen.dataset_id, paper_row="kitchen-complete", eta=kitchen.eta,
                            weight_temperature=kitchen.agent_config.weight_temperature))
@@ -131,6 +130,8 @@ def sweep_config(job: Job, budget: Budget):
         cfg.eta = ds.dql_eta if job.agent == "dql" and ds.dql_eta else ds.eta
         if ds.weight_temperature:
             cfg.agent_config.weight_temperature = ds.weight_temperature
+    if "diffusion" in cfg.agent_config:                 # the official network (docs/fidelity.md)
+        cfg.agent_config.diffusion.time_embedding = "cleandiffuser"
     return cfg
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+
 from cdp_jax.core.diffusion import Denoiser
 
 
@@ -129,19 +130,6 @@ class DiffusionActor:
     @property
     def denoiser(self):
         return Denoiser.from_config(self.config.diffusion, self.config.act_dim)
-
-    def denoising_and_contraction(self, params, obs, act, key, contraction: bool = True):
-        """``(denoising loss, L_c)`` of the actor on ``obs [B, obs_dim]``, ``act [B, act_dim]`` at random levels: the
-        two terms γ weighs. ``contraction`` is static: False skips L_c (0), as the sweep compiles its γ = 0 members
-        (:class:`cdp_jax.train.grid.GridLayout`), so they pay nothing for it."""
-        den = self.denoiser
-        k_noise, k_c = jax.random.split(key)
-        x_t, t, eps = den.noise(k_noise, act)
-        cond = den.encode(params, obs, jax.random.fold_in(key, 2))    # image encoders crop at random, once
-        dropout_key = jax.random.fold_in(key, 1)
-        if not contraction:
-            return den.denoising_loss(params, x_t, t, eps, act, cond, dropout_key), jnp.zeros(())
-        return den.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
 
     def candidates(self, obs, key, num: int, temperature: float | None = None):
         """``num`` EMA-policy actions per state: ``(obs repeated [B*num, o], candidates [B, num, d])``."""

@@ -55,8 +55,8 @@ class DBCAgent(DiffusionActor, flax.struct.PyTreeNode):
     def loss(self, params, batch, key, contraction: bool = True):
         """``(loss, metrics)`` for ``batch = {"observations": [B, obs], "actions": [B, act]}``."""
         w = self.weights
-        denoising, contraction = self.denoising_and_contraction(params, batch["observations"], batch["actions"], key,
-                                                                 contraction)
+        denoising, contraction = self.denoiser.loss_terms(params, batch["observations"], batch["actions"], key,
+                                                          contraction)
         loss = denoising + w.gamma * contraction
         return loss, dict(loss=loss, denoising_loss=denoising, contraction_loss=contraction)
 

@@ -108,7 +108,7 @@ class EDPAgent(DiffusionActor, flax.struct.PyTreeNode):
     def actor_loss(self, params, critic_params, batch, key, contraction: bool = True):
         k_bc, k_approx, k_swap = jax.random.split(key, 3)
         obs, act, w = batch["observations"], batch["actions"], self.weights
-        denoising, contraction = self.denoising_and_contraction(params, obs, act, k_bc, contraction)
+        denoising, contraction = self.denoiser.loss_terms(params, obs, act, k_bc, contraction)
         q1, q2 = self.q(critic_params, obs, self.policy_action(params, obs, act, k_approx))
         q_loss = normalized_q_loss(q1, q2, jax.random.bernoulli(k_swap))
         loss = denoising + w.gamma * contraction + w.eta * q_loss

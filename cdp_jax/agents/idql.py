@@ -90,8 +90,8 @@ class IDQLAgent(DiffusionActor, flax.struct.PyTreeNode):
 
     def actor_loss(self, params, batch, key, contraction: bool = True):
         w = self.weights
-        denoising, contraction = self.denoising_and_contraction(params, batch["observations"], batch["actions"], key,
-                                                                 contraction)
+        denoising, contraction = self.denoiser.loss_terms(params, batch["observations"], batch["actions"], key,
+                                                          contraction)
         loss = denoising + w.gamma * contraction
         return loss, dict(actor_loss=loss, denoising_loss=denoising, contraction_loss=contraction)
 

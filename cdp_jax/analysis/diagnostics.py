@@ -12,6 +12,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
 from cdp_jax.train import results
 from cdp_jax.datasets import Normalizer
 from cdp_jax.train.policy import load_grid
@@ -57,11 +58,11 @@ def action_statistics(samples: jax.Array, data_actions: jax.Array, neighbour_act
     return dict(action_spread=spread, distance_to_data_action=to_data, distance_to_nearest_action=jnp.mean(nearest))
 
 
-def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num_levels: int = 10,
+def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num_levels: int = 0,
                    neighbours: int = 10, seed: int = 0) -> list[dict]:
     """Runs every measurement for every grid member of a finished sweep; writes ``diagnostics.csv`` and
     ``plots/diagnostics_*.png`` into ``workdir`` and returns the rows (long format: one row per member per
-    metric per level)."""
+    metric per level). λmax is measured at ``num_levels`` levels spread over 0..T-1 (0: every level)."""
     import os
 
     import numpy as np
@@ -86,7 +87,7 @@ def diagnose_sweep(workdir: str, num_states: int = 64, num_noises: int = 16, num
     states = norm.obs(data.rows(jnp.asarray(pick)).observations)
     data_act, near_act = (jnp.asarray(x, jnp.float32) for x in (acts[pick], acts[near]))
     steps_T = meta["agent_config"]["diffusion"]["diffusion_steps"]
-    levels = np.unique(np.linspace(0, steps_T - 1, num_levels).astype(int))
+    levels = np.unique(np.linspace(0, steps_T - 1, num_levels or steps_T).astype(int))
     key = jax.random.PRNGKey(seed)
 
     def member(agent):

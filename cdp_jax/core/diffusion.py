@@ -224,6 +224,18 @@ class Denoiser:
             return x_t[:rows], t[:rows], cond[:rows], k_pen, True
         return x_t, t, cond, k_pen, True
 
+    def loss_terms(self, params, obs, act, key, contraction: bool = True):
+        """``(denoising loss, L_c)`` of ``obs [B, obs_dim]``, ``act [B, act_dim]`` at random levels: the two terms
+        that an agent's objective weighs (``denoising + gamma * contraction``). ``contraction`` is static: False
+        skips L_c (0), as the sweep compiles its gamma = 0 members, so they pay nothing for it."""
+        k_noise, k_c = jax.random.split(key)
+        x_t, t, eps = self.noise(k_noise, act)
+        cond = self.encode(params, obs, jax.random.fold_in(key, 2))    # image encoders crop at random, once
+        dropout_key = jax.random.fold_in(key, 1)
+        if not contraction:
+            return self.denoising_loss(params, x_t, t, eps, act, cond, dropout_key), jnp.zeros(())
+        return self.denoising_and_contraction_loss(params, k_c, x_t, t, eps, act, cond, dropout_key)
+
     def denoising_and_contraction_loss(self, params, key, x_t, t, eps, x0, cond, dropout_key=None):
         """``(denoising loss, L_c)``: :meth:`denoising_loss` and :meth:`contraction_loss` on the denoising samples.
         When ``L_c`` is taken on those very samples (the IL recipe: ``low_noise_fraction`` 1), or on their first

@@ -1,6 +1,8 @@
-"""python -m cdp_jax.datasets {list | generate NAME | download robomimic-TASK} [--steps=N] [--dataset_id=ID] ...
+"""python -m cdp_jax.datasets {list | generate NAME | download NAME | check-d4rl ID} [--steps=N] [--dataset_id=ID] ...
 
     python -m cdp_jax.datasets list
+    python -m cdp_jax.datasets download d4rl/hopper-medium-replay-v2     (D4RL's own file, to $D4RL_DATASET_DIR)
+    python -m cdp_jax.datasets check-d4rl d4rl/hopper-medium-replay-v2   (replays its states in the evaluation env)
     python -m cdp_jax.datasets generate pointmaze-umaze --steps=1000000
     python -m cdp_jax.datasets download robomimic-transport [--kind=ph|mh] [--obs=low_dim|image]
         (robomimic's released v1.5 demonstrations, needs a network: datasets/robomimic_download.py)
@@ -17,7 +19,7 @@ import time
 from absl import flags
 
 from cdp_jax.train.cli import run_flags_cli
-from cdp_jax.datasets import robomimic_download, robomimic_releases
+from cdp_jax.datasets import d4rl, robomimic_download, robomimic_releases
 from cdp_jax.datasets.generators import GENERATORS, generate
 from cdp_jax.datasets.loading import datasets_root
 from cdp_jax.datasets.generators import mujoco
@@ -76,16 +78,25 @@ def run(args: list[str], fv: flags.FlagValues) -> int:
     if args == ["list"]:
         list_datasets()
         return 0
-    if len(args) != 2 or args[0] not in ("generate", "download"):
-        print(f"error: expected `list`, `generate NAME` (NAME one of {sorted(GENERATORS) + ['mujoco']}) or "
-              f"`download robomimic-TASK`, got {' '.join(args) or 'nothing'}", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("generate", "download", "check-d4rl"):
+        print(f"error: expected `list`, `generate NAME` (NAME one of {sorted(GENERATORS) + ['mujoco']}), "
+              f"`download robomimic-TASK`, `download d4rl/NAME` or `check-d4rl ID`, got {' '.join(args) or 'nothing'}",
+              file=sys.stderr)
         return 2
     name, start = args[1], time.time()
     try:
-        if args[0] == "download":
+        if args[0] == "check-d4rl":
+            report = d4rl.replay_error(name)
+            print(f"{name}: {report['rows']} rows replayed in {report['env']}: largest next-observation difference "
+                  f"{report['max_obs_error']:.3g}, largest reward difference {report['max_reward_error']:.3g}")
+            return 0
+        if args[0] == "download" and name.startswith(d4rl.PREFIX):
+            path = d4rl.locate(name)[1]
+        elif args[0] == "download":
             if not name.startswith("robomimic-"):
-                raise ValueError(f"only robomimic files are downloaded here (robomimic-TASK), got {name!r}; Minari "
-                                 f"datasets download with `minari download ID` or on a sweep's first use")
+                raise ValueError(f"only robomimic and D4RL files are downloaded here (robomimic-TASK, d4rl/NAME), got "
+                                 f"{name!r}; Minari datasets download with `minari download ID` or on a sweep's "
+                                 f"first use")
             path = robomimic_download.download(name.removeprefix("robomimic-"), fv.kind, fv.obs,
                                                overwrite=fv.overwrite)
         elif name == "mujoco":

@@ -24,7 +24,7 @@ import numpy as np
 from cdp_jax.io import atomic_write_bytes
 from cdp_jax.datasets.loading import datasets_root
 from cdp_jax.envs import robomimic_env
-from cdp_jax.datasets import robomimic_releases
+from cdp_jax.datasets import d4rl, robomimic_releases
 from cdp_jax.datasets.loading import DatasetInfo, Transitions
 from cdp_jax.datasets.windows import check_window, clamped
 
@@ -200,8 +200,9 @@ def write_demos(path: str, episodes: list[dict], env_args: dict) -> str:
 
 
 def is_robomimic(dataset_id: str) -> bool:
-    """Dataset ids ending in ``.hdf5`` name robomimic files (absolute, or relative to the datasets folder)."""
-    return str(dataset_id).endswith(".hdf5")
+    """Dataset ids ending in ``.hdf5`` name robomimic files (absolute, or relative to the datasets folder), but for
+    files in D4RL's layout (:mod:`cdp_jax.datasets.d4rl`)."""
+    return str(dataset_id).endswith(".hdf5") and not d4rl.is_d4rl(dataset_id)
 
 
 def load_transitions(path: str, obs_steps: int = 1, horizon: int = 1, action_steps: int = 1,

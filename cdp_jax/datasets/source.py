@@ -8,7 +8,7 @@ import minari
 import ml_collections
 
 from cdp_jax import agents as agent_registry
-from cdp_jax.datasets import robomimic_download, robomimic_releases
+from cdp_jax.datasets import d4rl, robomimic_download, robomimic_releases
 from cdp_jax.datasets.generators import GENERATORS
 from cdp_jax.datasets.generators import generate as generate_dataset
 from cdp_jax.datasets.loading import datasets_root
@@ -32,6 +32,8 @@ def make_missing_dataset(cfg, progress: bool = True) -> None:
 
 
 def _missing(cfg) -> bool:
+    if d4rl.is_d4rl(cfg.dataset_id):                    # downloaded as it loads
+        return False
     if is_robomimic(cfg.dataset_id):
         return not os.path.exists(resolve_path(cfg.dataset_id))
     return cfg.dataset_id not in minari.list_local_datasets()
@@ -68,6 +70,9 @@ def load_dataset(cfg: ml_collections.ConfigDict | dict):
         data, info = load_robomimic(cfg.dataset_id, **cfg.sequence.to_dict(), obs_keys=tuple(cfg.obs_keys) or None,
                                    eval_max_steps=cfg.eval_max_steps, demo_filter=cfg.get("demo_filter", ""))
         check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
+    elif d4rl.is_d4rl(cfg.dataset_id):
+        data, info = d4rl.load_transitions(cfg.dataset_id)
+        print(f"dataset: {cfg.dataset_id}, D4RL's file {d4rl.locate(cfg.dataset_id, download=False)[1]}")
     else:
         data, info = load_transitions(cfg.dataset_id)
     if not info.continuous_actions:

@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from absl import flags
+
 from cdp_jax.train.sweep import SweepStopped
 from cdp_jax.train.config import flatten
 

@@ -152,6 +152,23 @@ def action_spread(agents, states: jax.Array, key: jax.Array, num_samples: int = 
     return np.asarray(_action_spread(agents, states, key, num_samples))
 
 
+@jax.jit
+def _candidate_spread(agents, states, key):
+    def one(agent):
+        _, cands = agent.candidates(states, key, agent.config.num_candidates, agent.config.candidate_temperature)
+        return jnp.mean(jnp.std(cands, axis=1))                                         # [S, num, d] -> scalar
+    return jax.vmap(one)(agents)
+
+
+def candidate_spread(agents, states: jax.Array, key: jax.Array) -> np.ndarray:
+    """What an RL agent's selection feeds on: the std across its ``num_candidates`` candidate actions at each state,
+    before softmax(Q) picks one, averaged over states and action dims: ``[G]`` (``action_std`` is measured after
+    the pick). NaN for agents that do not select among candidates."""
+    if not hasattr(agents, "candidates") or agents.config.get("num_candidates", 1) < 2:
+        return np.full(jax.tree.leaves(agents)[0].shape[0], np.nan)
+    return np.asarray(_candidate_spread(agents, states, key))
+
+
 @functools.partial(jax.jit, static_argnames="fraction")
 def _low_noise_lambda_max(agents, states, actions, key, fraction):
     k_t, k_e, k_l = jax.random.split(key, 3)
@@ -190,10 +207,12 @@ def member_rows(cfg, members: list[dict], act: Callable, info: DatasetInfo, norm
     key = jax.random.fold_in(jax.random.PRNGKey(cfg.eval_seed), step)
     local = np.stack([scores["normalized_score"], scores["return"], scores["success"],
                       action_spread(agents, probe_obs, key, cfg.consistency_samples),
+                      candidate_spread(agents, probe_obs, key),
                       low_noise_lambda_max(agents, probe_obs, probe_act, key)], axis=1)
-    score, ret, success, spread, lam = distributed.gather_blocks(local, size).T
+    score, ret, success, spread, candidates, lam = distributed.gather_blocks(local, size).T
     div = distributed.to_host(diverged)
     return [dict(dataset_id=cfg.dataset_id, agent=cfg.agent, seed=m["seed"], data_fraction=m["data_fraction"],
                  gamma=m["gamma"], step=step, normalized_score=float(score[i]), **{"return": float(ret[i])},
-                 success=float(success[i]), action_std=float(spread[i]), lambda_max=float(lam[i]), diverged=int(div[i]))
+                 success=float(success[i]), action_std=float(spread[i]), candidate_std=float(candidates[i]),
+                 lambda_max=float(lam[i]), diverged=int(div[i]))
             for i, m in enumerate(members)]

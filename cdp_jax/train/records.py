@@ -16,7 +16,7 @@ from cdp_jax.io import atomic_write_text
 from cdp_jax.train import results
 from cdp_jax.train.tensorboard import MemberBoards
 
-EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "lambda_max")
+EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "candidate_std", "lambda_max")
 UNEVALUATED = "unevaluated_interval.json"
 # Everything a fresh sweep removes from its workdir before it starts.
 OUTPUTS = ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard", UNEVALUATED)
@@ -100,13 +100,13 @@ class Records:
         self.bar.close()
         self.boards.close()
 
-    def finish(self) -> dict:
-        """``timing.json``, the summary table and plots; returns the timing."""
+    def finish(self, note: str = "") -> dict:
+        """``timing.json``, the summary table (then ``note``) and plots; returns the timing."""
         self.timing["wall_s"] = time.perf_counter() - self.loop_start
         self.timing["eval_share"] = self.timing["eval_wait_s"] / max(self.timing["wall_s"], 1e-9)
         if self.primary:
             atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
-            results.write_reports(self.rows, self.workdir)
+            results.write_reports(self.rows, self.workdir, note)
         return self.timing
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from cdp_jax.io import atomic_write_text
 
 COLUMNS = ("dataset_id", "agent", "seed", "data_fraction", "gamma", "step", "normalized_score", "return", "success",
-           "action_std", "lambda_max", "diverged", "wall_time")
+           "action_std", "candidate_std", "lambda_max", "diverged", "wall_time")
 GROUP = ("dataset_id", "agent", "data_fraction", "gamma")
 
 
@@ -83,6 +83,7 @@ def summarize(rows: list[dict], metric: str = "normalized_score") -> list[dict]:
         out.append(dict(zip(GROUP, key), mean=mean, std=std, ci95=ci, seeds=n, step=int(max(m["step"] for m in members)),
                         diverged=int(sum(m["diverged"] for m in members)),
                         action_std=mean_ci([m["action_std"] for m in members])[0],
+                        candidate_std=mean_ci([m.get("candidate_std", np.nan) for m in members])[0],
                         lambda_max=mean_ci([m["lambda_max"] for m in members])[0]))
     return out
 
@@ -118,19 +119,20 @@ def _summary_table(rows: list[dict], metric: str) -> str:
     table = summarize(rows, metric)
     lines = [f"# Sweep summary: {metric} at the final evaluation (not the best), mean ± std over seeds, 95% CI "
              f"(t-interval)", "",
-             "| dataset | agent | data fraction | γ | step | seeds | mean ± std | 95% CI | action std | λmax (low t) | diverged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | agent | data fraction | γ | step | seeds | mean ± std | 95% CI | action std | candidate std "
+             "| λmax (low t) | diverged |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         lines.append(f"| {r['dataset_id']} | {r['agent']} | {r['data_fraction']:g} | {r['gamma']:g} | {r['step']} | "
                      f"{r['seeds']} | {fmt_number(r['mean'])} ± {fmt_number(r['std'])} | ± {fmt_number(r['ci95'])} | "
-                     f"{fmt_number(r['action_std'], 3)} | {fmt_number(r['lambda_max'], 3)} | {r['diverged']} |")
+                     f"{fmt_number(r['action_std'], 3)} | {fmt_number(r['candidate_std'], 3)} | "
+                     f"{fmt_number(r['lambda_max'], 3)} | {r['diverged']} |")
     return "\n".join(lines) + "\n"
 
 
-def write_reports(rows: list[dict], outdir: str) -> None:
-    """``outdir/summary.md`` (:func:`summary_markdown`) and ``outdir/plots/`` (:func:`plot_all`; where the headline
-    is the success rate, the average return's plots too, in ``plots/return/``)."""
-    atomic_write_text(os.path.join(outdir, "summary.md"), summary_markdown(rows))
+def write_reports(rows: list[dict], outdir: str, note: str = "") -> None:
+    """``outdir/summary.md`` (:func:`summary_markdown`, then ``note``) and ``outdir/plots/`` (:func:`plot_all`; where
+    the headline is the success rate, the average return's plots too, in ``plots/return/``)."""
+    atomic_write_text(os.path.join(outdir, "summary.md"), summary_markdown(rows) + (f"\n{note}\n" if note else ""))
     plots = os.path.join(outdir, "plots")
     plot_all(rows, plots)
     for metric in reported_metrics(rows)[1:]:      # robomimic's second metric, the average reward

@@ -75,6 +75,16 @@ def _stop_on_signals(sweep: "Sweep"):
             signal.signal(s, h)
 
 
+def network_note(acfg) -> str:
+    """The denoiser's time embedding, which every results table names (docs/fidelity.md)."""
+    if "diffusion" not in acfg:
+        return ""
+    kind = acfg.diffusion.time_embedding
+    what = ("the official code's integer-cast sinusoid" if kind == "cleandiffuser" else
+            "the sinusoid the official code means")
+    return f"Denoiser time embedding: `{kind}` ({what}; docs/fidelity.md)."
+
+
 @dataclasses.dataclass
 class _Run:
     """What one run of a sweep holds between its intervals."""
@@ -92,6 +102,7 @@ class _Run:
     constants: tuple             # (seeds, probe observations, probe actions): what every evaluation reads
     evaluator: BackgroundEvaluator | None
     unevaluated: dict | None     # train metrics of a restored checkpoint whose evaluation never finished
+    note: str = ""               # what summary.md says below its tables: the network that ran
     pending: tuple | None = None     # overlap: (step, future, metrics) of the interval under evaluation
 
     def close(self) -> None:
@@ -150,7 +161,7 @@ class Sweep:
                 self._collect(run)
         finally:                                    # finished, stopped or failed: nothing left open
             run.close()
-        self.timing = run.records.finish()
+        self.timing = run.records.finish(run.note)
         self.agents, self.grid, self.info = run.state["agents"], run.grid, run.info
         return run.records.rows
 
@@ -199,7 +210,7 @@ class Sweep:
         return _Run(data, info, norm, grid, layout, state, start, checkpoints, records,
                     make_train_steps(data, cfg.batch_size, progress_steps(cfg)),
                     evaluation.grid_actor(lambda agent, obs, key: agent.act(obs, key)), constants, evaluator,
-                    records.unevaluated(start, checkpoints.directory))
+                    records.unevaluated(start, checkpoints.directory), note=network_note(acfg))
 
     def _clear_outputs(self) -> None:
         for name in OUTPUTS:

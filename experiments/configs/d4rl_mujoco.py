@@ -4,11 +4,13 @@ evaluation every 20k steps on 50 episodes, per-task eta and weight_temperature o
     --config=experiments/configs/d4rl_mujoco.py:hopper-medium-replay     (ENV-LEVEL; ENV in hopper, walker2d,
         halfcheetah; LEVEL in medium, medium-replay, medium-expert (the paper's rows), or simple, expert)
     --config=experiments/configs/d4rl_mujoco.py:hopper-medium-replay,gammas   (the official γ grid in one sweep)
+    --config=experiments/configs/d4rl_mujoco.py:hopper-medium-replay,generated   (the dataset generated here)
 
-The dataset: ``local/mujoco/ENV/LEVEL-v0`` when it exists here (``python -m cdp_jax.datasets generate mujoco
---env Hopper-v5 --levels medium,medium-replay,...``), else Minari's ``mujoco/ENV/LEVEL-v0`` for the levels Minari
-has (simple, medium, expert; downloaded once with a network). Minari has no medium-replay / medium-expert, so those
-rows need the generated datasets. ``simple`` takes the medium settings and ``expert`` the medium-expert ones.
+The dataset: the paper's, D4RL's own file ``d4rl/ENV-LEVEL-v2`` (read from ``$D4RL_DATASET_DIR``, default
+``~/.d4rl/datasets``, where D4RL itself keeps it, or downloaded there on first use; ``cdp_jax/datasets/d4rl.py``).
+With ``,generated``: ``local/mujoco/ENV/LEVEL-v0``, made offline by ``python -m cdp_jax.datasets generate mujoco
+--env Hopper-v5 --levels medium,medium-replay,...`` (SAC behaviour policies: not the paper's data; ``simple`` takes
+the medium settings and ``expert`` the medium-expert ones).
 """
 from cdp_jax.train.config import OFFICIAL_GAMMAS, base_config
 
@@ -21,7 +23,6 @@ TASKS = {("halfcheetah", "medium"): (1.0, 50.0), ("halfcheetah", "medium-replay"
          ("walker2d", "medium"): (1.0, 300.0), ("walker2d", "medium-replay"): (1.0, 100.0),
          ("walker2d", "medium-expert"): (1.0, 300.0)}
 SETTINGS_OF = {"simple": "medium", "expert": "medium-expert"}        # Minari-only levels: the nearest paper row
-MINARI_LEVELS = ("simple", "medium", "expert")
 
 
 def task_settings(env: str, level: str) -> tuple[float, float]:
@@ -33,20 +34,18 @@ def task_settings(env: str, level: str) -> tuple[float, float]:
     return TASKS[key]
 
 
-def dataset_id(env: str, level: str) -> str:
-    """The generated dataset when it is here, else Minari's id for the levels Minari has."""
-    local = f"local/mujoco/{env}/{level}-v0"
-    import minari
-    if local in minari.list_local_datasets() or level not in MINARI_LEVELS:
-        return local
-    return f"mujoco/{env}/{level}-v0"
+def dataset_id(env: str, level: str, generated: bool = False) -> str:
+    """D4RL's file of the task (the paper's data), or with ``generated`` the dataset generated here."""
+    return f"local/mujoco/{env}/{level}-v0" if generated else f"d4rl/{env}-{level}-v2"
 
 
 def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_backup: bool = False,
               return_clip: tuple = ()):
     """The paper's EDP/CDP protocol on one Minari dataset: 50 evaluation episodes (the official 10 environments
-    x 5), returns clipped to ``return_clip`` before the normalised score (official: kitchen [0, 4], antmaze [0, 1])."""
+    x 5), returns clipped to ``return_clip`` before the normalised score (official: kitchen [0, 4], antmaze [0, 1]),
+    and the official network: CleanDiffuser's integer-cast time embedding (docs/fidelity.md)."""
     cfg = base_config("edp")
+    cfg.agent_config.diffusion.time_embedding = "cleandiffuser"
     cfg.dataset_id, cfg.eta = dataset_id, eta
     cfg.agent_config.weight_temperature, cfg.agent_config.max_q_backup = weight_temperature, max_q_backup
     cfg.seeds, cfg.data_fractions, cfg.gammas = 10, (1.0, 0.4, 0.05), (0.0, 0.1)
@@ -56,14 +55,16 @@ def rl_config(dataset_id: str, eta: float, weight_temperature: float, max_q_back
 
 
 def get_config(arg: str = "hopper-medium"):
-    """``TASK`` or ``TASK,gammas``: the latter trains the official γ grid (``cdp_jax.train.config.OFFICIAL_GAMMAS``) in
-    one sweep; choose γ afterwards with ``python -m experiments.select_gamma --workdir=...``."""
-    task, _, preset = arg.partition(",")
-    if preset not in ("", "gammas"):
-        raise ValueError(f"unknown option {preset!r} after the task; the only one is ',gammas'")
+    """``TASK[,gammas][,generated]``: ``gammas`` trains the official γ grid (``cdp_jax.train.config.OFFICIAL_GAMMAS``)
+    in one sweep (choose γ afterwards with ``python -m experiments.select_gamma --workdir=...``); ``generated`` trains
+    on the dataset generated here instead of D4RL's file."""
+    task, *options = arg.split(",")
+    unknown = [o for o in options if o not in ("gammas", "generated")]
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} after the task; use ',gammas' and/or ',generated'")
     env, _, level = task.partition("-")
     eta, temperature = task_settings(env, level)
-    cfg = rl_config(dataset_id(env, level), eta, temperature)
-    if preset:
+    cfg = rl_config(dataset_id(env, level, "generated" in options), eta, temperature)
+    if "gammas" in options:
         cfg.gammas = OFFICIAL_GAMMAS
     return cfg

@@ -11,9 +11,11 @@ def official_il_recipe(cfg):
     """The official ``scripts/cdp_il_lowdim.py`` settings on a sweep config: DBC's defaults (Pearce MLP,
     50 DPM-Solver++ steps, L_c on the denoising loss's own samples at all levels, lr 1e-3, AdamW, no LR
     schedule, EMA 0.995 after every update), batch 512, MinMax observation normalisation. Also the Table 2 job
-    of ``benchmarks/science/paper_tables.py``. (One difference stays: the official Pearce MLP conditions on an
-    observation history of 2 steps; here on the current observation.)"""
+    of ``benchmarks/science/paper_tables.py``, and the official network: CleanDiffuser's integer-cast time embedding
+    (docs/fidelity.md). (One difference stays: the official Pearce MLP conditions on an observation history of 2
+    steps; here on the current observation.)"""
     cfg.agent, cfg.agent_config = "dbc", default_agent_config("dbc")
+    cfg.agent_config.diffusion.time_embedding = "cleandiffuser"
     cfg.batch_size, cfg.obs_normalization = 512, "minmax"
     return cfg
 

@@ -194,3 +194,24 @@ def test_bc_gmm_log_likelihood_matches_numpy_and_it_keeps_both_modes():
     near = lambda v: np.mean(np.abs(samples - v) < 0.1)
     assert near(0.5) > 0.25 and near(-0.5) > 0.25                   # both modes, not their average
     assert near(0.0) < 0.05
+
+
+def test_candidate_spread_is_measured_before_the_selection():
+    """``candidate_std`` is the std across an RL agent's candidates at each state (what softmax(Q) selects from),
+    computed here from the agent's own candidates; NaN for an agent that does not select (DBC)."""
+    from cdp_jax.agents import dbc
+    from cdp_jax.train.evaluation import candidate_spread
+    cfg = small_config()
+    grid = jax.vmap(lambda g: edp.EDPAgent.create(cfg, LossWeights(gamma=g), jax.random.PRNGKey(0), OBS, ACT))(
+        jnp.array([0.0, 0.1]))
+    states, key = batch(jax.random.PRNGKey(1))["observations"][:8], jax.random.PRNGKey(2)
+    got = candidate_spread(grid, states, key)
+    for i in range(2):
+        member = jax.tree.map(lambda x: x[i], grid)
+        _, cands = member.candidates(states, key, cfg.num_candidates, cfg.candidate_temperature)
+        chex.assert_shape(cands, (8, cfg.num_candidates, ACT))
+        np.testing.assert_allclose(got[i], np.mean(np.std(np.asarray(cands), axis=1)), rtol=1e-5)
+    assert got[0] > 0
+    plain = jax.vmap(lambda s: dbc.DBCAgent.create(dbc.default_config(), LossWeights(), jax.random.PRNGKey(s), OBS,
+                                                   ACT))(jnp.arange(2))
+    assert np.isnan(candidate_spread(plain, states, key)).all()

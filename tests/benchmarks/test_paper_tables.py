@@ -1,5 +1,6 @@
 """benchmarks.science.paper_tables on synthetic final rows: cells, seed-paired gains, the scarcity verdict, the paper's numbers
 beside ours, and the files it writes (no training here; the presets' sweeps are the sweep tests' business)."""
+import dataclasses
 import math
 import os
 
@@ -72,7 +73,7 @@ def test_robomimic_rows_go_to_table2_beside_the_paper(tmp_path):
                                  "data_fraction": frac, "gamma": g, "step": 10.0, "normalized_score": math.nan,
                                  "success": value if metric == "success" else 0.0,
                                  "return": value if metric == "return" else 0.0})
-    budget = pt.dataclasses.replace(BUDGET, robomimic_backbones=("pearce", "bc_gmm"))
+    budget = dataclasses.replace(BUDGET, robomimic_backbones=("pearce", "bc_gmm"))
     report.write_outputs(rows, [UMAZE, lift], budget, "offline", str(tmp_path))
     table2 = (tmp_path / "table2.md").read_text()
     assert "### Lift" in table2 and "generated demos by `robomimic-lift`, not the PH data" in table2

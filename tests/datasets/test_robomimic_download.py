@@ -179,7 +179,7 @@ def test_the_download_command_line(server, tmp_path, monkeypatch, capsys):
     assert main(["list"]) == 0
     assert "robomimic/lift/ph/low_dim_v15.hdf5" in capsys.readouterr().out
     assert main(["download", "pointmaze-umaze"]) == 2
-    assert "only robomimic files are downloaded here" in capsys.readouterr().err
+    assert "only robomimic and D4RL files are downloaded here" in capsys.readouterr().err
     assert main(["download", "robomimic-lift", "--kind=xx"]) == 2
     assert "unknown robomimic dataset kind 'xx'" in capsys.readouterr().err
 

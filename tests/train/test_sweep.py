@@ -188,10 +188,11 @@ def test_every_paper_row_resolves_with_its_official_settings(minari_root, task):
     import importlib
     cfg = importlib.import_module("experiments.configs.d4rl_mujoco").get_config(task)
     env, _, level = task.partition("-")
-    expected_id = f"mujoco/{env}/{level}-v0" if level == "medium" else f"local/mujoco/{env}/{level}-v0"
-    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (expected_id, "edp",
+    assert (cfg.dataset_id, cfg.agent, cfg.eta, cfg.agent_config.weight_temperature) == (f"d4rl/{task}-v2", "edp",
                                                                                          *OFFICIAL[task])
     config.validate(cfg)
+    generated = importlib.import_module("experiments.configs.d4rl_mujoco").get_config(f"{task},gammas,generated")
+    assert generated.dataset_id == f"local/mujoco/{env}/{level}-v0" and len(generated.gammas) == 7
     from benchmarks.science import paper_tables as pt
     dataset = next(d for d in pt.preset_datasets("offline", {f"local/mujoco/{env}/{level}-v0"}, 1000)
                    if d.paper_row == task)                    # the paper tables read the same settings
@@ -375,3 +376,26 @@ def test_wide_cpu_vectors_only_on_avx512_and_never_over_the_callers_width(monkey
     monkeypatch.setattr(cli, "cpu_model_and_flags", lambda: ("test cpu", {"avx2", "fma"}))
     monkeypatch.setenv("XLA_FLAGS", "")
     assert not cli.prefer_wide_cpu_vectors() and os.environ["XLA_FLAGS"] == ""
+
+
+def test_reproduction_configs_run_the_official_network_and_the_library_the_correct_one():
+    """Where the paper and the code disagree, the code's version is the reproduction default: CleanDiffuser's
+    integer-cast time embedding in every paper config and paper-table job; the sinusoid it means elsewhere."""
+    import importlib
+    from benchmarks.science import paper_tables as pt
+    embedding = lambda cfg: config.agent_config(cfg).diffusion.time_embedding
+    paper = [importlib.import_module("experiments.configs.d4rl_mujoco").get_config("hopper-medium-replay"),
+             importlib.import_module("experiments.configs.d4rl_kitchen").get_config("partial"),
+             importlib.import_module("experiments.configs.d4rl_antmaze").get_config("medium-play"),
+             importlib.import_module("experiments.configs.pointmaze").get_config(),
+             importlib.import_module("experiments.configs.robomimic").get_config("lift,unet")]
+    datasets = pt.preset_datasets("offline", set(), 1000)
+    jobs = [j for j in pt.jobs_for(datasets, pt.BUDGETS["offline"]) if j.agent not in ("bc", "bc_gmm")]
+    paper += [pt.sweep_config(j, pt.BUDGETS["offline"]) for j in jobs]
+    assert jobs and all(embedding(cfg) == "cleandiffuser" for cfg in paper)
+    for name in ("quickstart", "toy2d", "pointmaze_rl"):
+        assert embedding(importlib.import_module(f"experiments.configs.{name}").get_config()) == "float"
+    cfg = importlib.import_module("experiments.configs.d4rl_mujoco").get_config("hopper-medium")
+    cfg.agent_config.diffusion.time_embedding = "float"                  # one key flips it
+    assert embedding(cfg) == "float"
+    assert sweep.network_note(config.agent_config(cfg)).startswith("Denoiser time embedding: `float`")

@@ -22,8 +22,6 @@ from tqdm import tqdm
 from cdp_jax.datasets.generators.writing import episode_buffer, mean_return, write_dataset
 from cdp_jax.envs.pool import register_robotics_envs
 
-register_robotics_envs()
-
 MAZES = {"open": ("PointMaze_Open-v3", 300), "umaze": ("PointMaze_UMaze-v3", 300),
          "medium": ("PointMaze_Medium-v3", 600), "large": ("PointMaze_Large-v3", 800)}
 P_GAIN, D_GAIN, ACTION_NOISE = 10.0, 1.0, 0.5
@@ -82,6 +80,7 @@ class WaypointController:
 
 
 def eval_env(maze: str) -> gym.Env:
+    register_robotics_envs()                            # on use: it imports mujoco, which starts MUJOCO_GL
     env_id, max_steps = MAZES[maze]
     return gym.make(env_id, continuing_task=True, reset_target=False, max_episode_steps=max_steps)
 
@@ -93,6 +92,7 @@ def _stack_obs(obs_list: list[dict]) -> dict:
 def collect(maze: str, num_steps: int, seed: int = 0, progress: bool = True) -> list:
     """``num_steps`` transitions as a list of Minari ``EpisodeBuffer``s."""
     env_id, max_steps = MAZES[maze]
+    register_robotics_envs()
     env = gym.make(env_id, continuing_task=True, reset_target=True, max_episode_steps=max_steps)
     controller = WaypointController(env, noise=ACTION_NOISE)
     rng = np.random.default_rng(seed)
