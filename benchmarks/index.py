@@ -24,6 +24,7 @@ WHAT = {
     "benchmarks.speed.vmap_member_cost": "the member axis: vmap against a loop over members",
     "experiments.sweep": "a sweep's results.csv, summary.md and plots (the science behind docs/)",
     "benchmarks.science.paper_tables": "Table 1 / Table 2 cells and the limited-data figure beside the paper's",
+    "benchmarks.science.embedding_levels": "λmax(J_sym) per noise level of EDP and CDP, per time embedding",
     "benchmarks/gpu/check.sh": "the GPU speed check's log",
 }
 COMMANDS = {"benchmarks.speed.vs_official": "python -m benchmarks.speed.vs_official --torch_python=PYTHON",
@@ -49,6 +50,10 @@ def headline(benchmark: str, figures) -> str:
             part = next(p for p in ("rl", "il", "chunks") if p in figures)
             rows = figures[part] if part != "chunks" else next(iter(figures[part].values()))
             return f"{part}: " + ", ".join(f"{r['variant']} {r['ratio']:.2f}×" for r in rows[1:3])
+        if benchmark == "benchmarks.science.embedding_levels":
+            return "; ".join(f"{emb}: λmax at t=0 γ0 {c['lambda_max_by_level']['0.0'][0]:.2f} → γ0.1 "
+                             f"{c['lambda_max_by_level']['0.1'][0]:.2f}, at t=25 {c['lambda_max_by_level']['0.0'][25]:.2f}"
+                             f" → {c['lambda_max_by_level']['0.1'][25]:.2f}" for emb, c in figures["curves"].items())
         if benchmark == "benchmarks.speed.reduced_contraction_cost":
             return ", ".join(f"{k} {v:.2f}×" for k, v in list(figures["rounds"][-1]["ratio_to_gamma0"].items())[:2])
     except (KeyError, TypeError, StopIteration, IndexError, AttributeError, ValueError):
