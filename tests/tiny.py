@@ -1,6 +1,8 @@
 """The tiny sweep that the tests run, in process and in CLI subprocesses: a module of its own, so that a subprocess
 whose config loads it imports the library alone (not pytest, chex and a test module: 0.6 s of each CLI start in the
 suite)."""
+import math
+
 from cdp_jax.train import config, sweep
 
 
@@ -21,3 +23,9 @@ def run(cfg, workdir):
     """Runs a sweep in this process: ``(sweep, rows)``."""
     s = sweep.Sweep(cfg, str(workdir), progress=False)
     return s, s.run()
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    """Rows as values to compare with ``==``: wall_time (never reproducible) dropped, NaN as None (NaN != NaN)."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items() if k != "wall_time"}
+            for r in rows]

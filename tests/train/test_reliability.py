@@ -31,8 +31,8 @@ def start(config, workdir):
 def outputs(workdir):
     """The files a finished sweep leaves, wall_time (seconds, never reproducible) dropped."""
     read = lambda name: open(os.path.join(workdir, name)).read()
-    strip = lambda text: [",".join(c for i, c in enumerate(line.split(",")) if i != 12) for line in text.splitlines()]
-    assert read("results.csv").splitlines()[0].split(",")[12] == "wall_time"
+    wall = read("results.csv").splitlines()[0].split(",").index("wall_time")
+    strip = lambda text: [",".join(c for i, c in enumerate(line.split(",")) if i != wall) for line in text.splitlines()]
     return {"results.csv": strip(read("results.csv")), "train_metrics.csv": read("train_metrics.csv"),
             "summary.md": read("summary.md")}
 

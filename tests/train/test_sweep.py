@@ -11,7 +11,7 @@ import pytest
 
 from cdp_jax.train import config, records, results, sweep
 from cdp_jax.io.checkpoint import Checkpoints
-from tests.tiny import run, tiny_config
+from tests.tiny import comparable, run, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -145,8 +145,7 @@ def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_pa
     for name in ("results.csv", "train_metrics.csv"):
         a, b = (results.read_csv(tmp_path / w / name) for w in ("overlap", "sequential"))
         assert len(a) == len(b) == 8 * 3
-        assert [{k: v for k, v in r.items() if k != "wall_time"} for r in a] == \
-            [{k: v for k, v in r.items() if k != "wall_time"} for r in b], name
+        assert comparable(a) == comparable(b), name
     ckpt = Checkpoints(str(tmp_path / "overlap"))
     restored = ckpt.restore_latest({"agents": sequential.agents, "diverged": jnp.zeros(8, bool)})[1]
     ckpt.close()
@@ -243,8 +242,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(minari_root, t
     _, again = run(tiny_config(), tmp_path / "w")
     out = capsys.readouterr().out
     assert "checkpoint step(s) [40]" in out and "resuming from step 20, the newest intact one" in out
-    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in again] == \
-        [{k: v for k, v in r.items() if k != "wall_time"} for r in reference]
+    assert comparable(again) == comparable(reference)
 
 
 @pytest.mark.slow
@@ -353,8 +351,7 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_the_rerun_resumes(straigh
     assert "rerun the same command" in message and "\n" not in message
     monkeypatch.setattr(ocp.CheckpointManager, "save", original)
     _, resumed = run(tiny_config(), tmp_path / "w")
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
-    assert drop(resumed) == drop(reference)
+    assert comparable(resumed) == comparable(reference)
 
 
 def test_plotted_success_intervals_stop_at_zero_and_one_and_returns_are_symmetric():
