@@ -41,7 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
         dit_depth=6, prediction="x0", schedule="cosine", diffusion_steps=50,
         sampler="dpm_solver_2m", sampling_steps=15, temperature=1.0, clip=1.0,
         contraction=dict(penalty="frobenius", normalize="entries", beta=0.1, num_iters=5, eigen_method="lanczos",
-                         threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0),
+                         threshold="zero", low_noise_fraction=0.1, num_probes=0, batch_fraction=1.0, rows=0),
         image=dict(cameras=(), height=84, width=84, crop=76, low_dim=0, obs_steps=1, emb_dim=256),
     ))
 
@@ -94,6 +94,11 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
         raise ValueError(f"contraction.low_noise_fraction must be in (0, 1], got {c.low_noise_fraction}")
     if not 0.0 < c.batch_fraction <= 1.0:
         raise ValueError(f"contraction.batch_fraction must be in (0, 1], got {c.batch_fraction}")
+    if not isinstance(c.rows, int) or c.rows < 0:
+        raise ValueError(f"contraction.rows must be an integer >= 0 (0: batch_fraction decides), got {c.rows!r}")
+    if c.rows and c.batch_fraction < 1.0:
+        raise ValueError(f"contraction.rows={c.rows} and contraction.batch_fraction={c.batch_fraction} both pick "
+                         f"the contraction rows; set one of them")
     if c.num_probes < 0:
         raise ValueError(f"contraction.num_probes must be >= 0 (0: the exact Jacobian), got {c.num_probes}")
     if c.beta < 0 or c.num_iters < 1:
@@ -203,8 +208,8 @@ class Denoiser:
         With ``low_noise_fraction < 1`` it is computed on a fixed sub-batch of ``ceil(fraction * B)`` samples with
         fresh noise at levels ``t < fraction * T`` (the official RL recipe). With fraction 1 it reuses the
         denoising loss's ``(x_t, t)`` when given (the official IL recipe), all of them, or with
-        ``batch_fraction < 1`` the first ``ceil(batch_fraction * B)`` (a uniform sub-batch, since batches are
-        drawn at random; an option to cut the cost, not the official setting).
+        ``batch_fraction < 1`` the first ``ceil(batch_fraction * B)``, or with ``rows > 0`` the first ``rows`` (a
+        uniform sub-batch, since batches are drawn at random; cheaper than the official whole batch).
         """
         x_t, t, cond, k_pen, _ = self._contraction_rows(key, x0, cond, x_t, t)
         return self._penalty(self._linearize_x0(params, x_t, t, cond), k_pen, t)
@@ -219,8 +224,8 @@ class Denoiser:
             x0, cond = x0[idx], cond[idx]
             eps = jax.random.normal(k_noise, x0.shape)
             return self.q_sample(x0, t, eps), t, cond, k_pen, False
-        if c.batch_fraction < 1.0:                      # IL option: the first rows of the (random) batch only
-            rows = max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
+        if c.rows or c.batch_fraction < 1.0:            # the first rows of the (random) batch only
+            rows = min(c.rows, x_t.shape[0]) if c.rows else max(1, math.ceil(c.batch_fraction * x_t.shape[0]))
             return x_t[:rows], t[:rows], cond[:rows], k_pen, True
         return x_t, t, cond, k_pen, True
 

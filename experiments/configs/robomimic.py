@@ -20,8 +20,9 @@ relative standard deviation of 0.15 (measured; about sqrt(2/d) for d = 112), 1% 
 (CDP-Unet / DP-Unet on this CPU at batch 256: 3.1x with 1 probe, 10.4x with 4, 1.11-1.17x on a 1/16 sub-batch;
 `benchmarks/speed/contraction_cost.py --parts=chunks`, `benchmarks/speed/reduced_contraction_cost.py`). A sub-batch at every
 update (`contraction.batch_fraction`) kept the whole batch's effect (16 rows, over 18 seeds: reward 228 against 227,
-success 0.950 against 0.972, p 0.21; docs/notes/2026-12-07-lazy-contraction.md). The configs take the whole batch at
-every update, as the official code does.
+success 0.950 against 0.972, p 0.21; docs/notes/2026-12-07-lazy-contraction.md), so the chunk backbones (CDP-Unet,
+CDP-DiT, which the official code has no working path for) take 16 rows per update (`contraction.rows=16`); the
+Pearce MLP recipe takes the official whole batch.
 
 robomimic's PH file: --config.dataset_id=robomimic/lift/ph/low_dim_v15.hdf5 --config.generate='' (downloaded on
 first use where Hugging Face answers, or beforehand with `python -m cdp_jax.datasets download robomimic-lift`; any
@@ -103,7 +104,8 @@ def get_config(arg: str = "lift"):
             size = dict(hidden=320, dit_heads=10, dit_depth=2)
         cfg.agent_config.lr = 1e-4 if backbone == "unet" else 5e-4
         cfg.agent_config.diffusion.update(network=backbone, sampling_steps=50, **size)
-        cfg.agent_config.diffusion.contraction.update(num_probes=1, low_noise_fraction=1.0)
+        # 16 contraction rows per update kept the whole batch's effect on Lift over 18 seeds at ~1.1x DP's cost
+        cfg.agent_config.diffusion.contraction.update(num_probes=1, low_noise_fraction=1.0, rows=16)
     elif backbone == "bc_gmm":
         cfg.agent, cfg.agent_config = "bc_gmm", default_agent_config("bc_gmm")
     return cfg

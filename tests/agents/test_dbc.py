@@ -144,6 +144,36 @@ def test_il_contraction_sub_batch_is_the_first_rows_of_the_denoising_samples():
     assert abs(float(part) - float(full)) > 1e-7
 
 
+def test_a_fixed_number_of_contraction_rows_is_the_first_rows_and_the_chunk_recipes_take_16():
+    """``contraction.rows = k``: L_c on the first k rows, the same as a batch fraction that gives k rows; more rows
+    than the batch take the whole batch; the chunk backbones' configs take 16, the Pearce MLP recipe all."""
+    from cdp_jax.core import diffusion
+    from experiments.configs.robomimic import get_config
+    cfg = diffusion.default_config()
+    cfg.hidden, cfg.contraction.low_noise_fraction = 16, 1.0
+    den = lambda: diffusion.Denoiser.from_config(cfg, 2)
+    params = den().init(jax.random.PRNGKey(0), 3)
+    x0, obs = jnp.ones((8, 2)) * 0.3, jnp.arange(24.0).reshape(8, 3) / 24
+    x_t, t, _ = den().noise(jax.random.PRNGKey(1), x0)
+    key = jax.random.PRNGKey(2)
+    whole = den().contraction_loss(params, key, x0, obs, x_t, t)
+    cfg.contraction.batch_fraction = 0.25
+    fraction = den().contraction_loss(params, key, x0, obs, x_t, t)
+    cfg.contraction.batch_fraction, cfg.contraction.rows = 1.0, 2
+    diffusion.validate_config(cfg)
+    np.testing.assert_allclose(den().contraction_loss(params, key, x0, obs, x_t, t), fraction, rtol=1e-6)
+    cfg.contraction.rows = 100
+    np.testing.assert_allclose(den().contraction_loss(params, key, x0, obs, x_t, t), whole, rtol=1e-6)
+    cfg.contraction.batch_fraction = 0.5
+    with pytest.raises(ValueError, match="both pick the contraction rows; set one of them"):
+        diffusion.validate_config(cfg)
+    cfg.contraction.batch_fraction, cfg.contraction.rows = 1.0, -1
+    with pytest.raises(ValueError, match="contraction.rows must be an integer >= 0"):
+        diffusion.validate_config(cfg)
+    rows = lambda arg: get_config(arg).agent_config.diffusion.contraction.rows
+    assert (rows("lift,unet"), rows("lift,dit"), rows("lift-image,unet"), rows("lift")) == (16, 16, 16, 0)
+
+
 @pytest.mark.parametrize("penalty, num_probes, batch_fraction", [
     ("frobenius", 0, 1.0), ("frobenius", 2, 1.0), ("hinge", 0, 1.0), ("frobenius", 1, 0.25), ("frobenius", 0, 0.3)])
 @pytest.mark.slow
