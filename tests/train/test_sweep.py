@@ -396,3 +396,18 @@ def test_reproduction_configs_run_the_official_network_and_the_library_the_corre
     cfg.agent_config.diffusion.time_embedding = "float"                  # one key flips it
     assert embedding(cfg) == "float"
     assert sweep.network_note(config.agent_config(cfg)).startswith("Denoiser time embedding: `float`")
+
+
+def test_another_agent_on_the_command_line_keeps_what_the_file_changed():
+    """The config holds the file agent's whole config; --config.agent=X takes X's defaults plus the fields the file
+    (or the command line) changed from the file agent's defaults, and refuses a changed field X lacks."""
+    from experiments.configs.pointmaze_rl import get_config
+    cfg = get_config()                                              # EDP, with the file's and the library's values
+    cfg.agent_config.weight_temperature, cfg.agent_config.diffusion.sampling_steps = 123.0, 7
+    cfg.agent = "dql"
+    dql = config.agent_config(cfg)
+    assert (dql.agent, dql.weight_temperature, dql.diffusion.sampling_steps) == ("dql", 123.0, 7)
+    assert dql.diffusion.prediction == "eps" and dql.diffusion.diffusion_steps == 10        # DQL's own defaults
+    cfg.agent, cfg.gammas = "bc", (0.0,)
+    with pytest.raises(ValueError, match="agent 'bc' has no config field"):
+        config.agent_config(cfg)
