@@ -113,7 +113,7 @@ def read(path: str) -> dict:
             if f"infos/{key}" in f:
                 out[key] = np.asarray(f[f"infos/{key}"][()], np.float64)
     for key in ("observations", "actions", "rewards", "next_observations"):
-        bad = ~np.isfinite(out[key]) if key in out else np.zeros(1, bool)
+        bad = ~np.isfinite(out.get(key, np.zeros(0)))
         if bad.any():
             raise DatasetError(f"{path} has {int(bad.sum())} NaN/inf values in its {key} (first in row "
                                f"{int(np.argwhere(bad)[0][0])}); clean the file or download it again")
@@ -138,10 +138,9 @@ def transitions(arrays: dict) -> dict:
         keep[-1] = False                                # no following row
         ends = term.copy()
         ends[:-1] |= timeout[1:]                        # the row before a dropped timeout row ends its episode
-    ends[-1] = True
     rows = np.flatnonzero(keep)
     ends = ends[rows]
-    ends[-1] = True
+    ends[-1] = True                                     # the data's last kept row ends its episode
     done = term[rows]
     return dict(observations=obs[rows], actions=arrays["actions"][rows], rewards=arrays["rewards"][rows],
                 next_observations=nxt[rows], terminals=done.astype(np.float32),

@@ -72,7 +72,7 @@ def load_dataset(cfg: ml_collections.ConfigDict | dict):
         check_environments(cameras=info.image_layout is not None)     # before training, not at evaluation
     elif d4rl.is_d4rl(cfg.dataset_id):
         data, info = d4rl.load_transitions(cfg.dataset_id)
-        print(f"dataset: {cfg.dataset_id}, D4RL's file {d4rl.locate(cfg.dataset_id, download=False)[1]}")
+        print(f"dataset: {cfg.dataset_id}, D4RL's file {d4rl.parse(cfg.dataset_id)[1]}")
     else:
         data, info = load_transitions(cfg.dataset_id)
     if not info.continuous_actions:

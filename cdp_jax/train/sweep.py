@@ -270,8 +270,6 @@ class Sweep:
         if run.evaluator is not None:               # on the evaluation device, whose copies it makes
             run.pending = (done, run.evaluator.submit(evaluate, state["agents"], state["diverged"], *run.constants),
                            metrics)
-            if done == run.start:                   # a restored interval: nothing trains beside it
-                self._collect(run)
             return
         with run.records.timed("eval_s", "eval_wait_s"):
             new_rows = evaluate(state["agents"], state["diverged"], *run.constants)

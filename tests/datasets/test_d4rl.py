@@ -75,8 +75,6 @@ def test_replaying_the_recorded_states_reproduces_the_next_observations_and_rewa
     same = d4rl.replay_error(path)
     assert same["env"] == d4rl.EVAL_ENVS[env] and same["rows"] > 80
     assert same["max_obs_error"] < 1e-5 and same["max_reward_error"] < 1e-5      # the file's float32 rounding
-    newer = d4rl.replay_error(path, env_id=d4rl.EVAL_ENVS[env].replace("v4", "v5"))   # v5 on v4's data
-    assert np.isfinite(newer["max_obs_error"]) and newer["rows"] == same["rows"]
 
 
 def test_without_next_observations_timeout_rows_are_dropped_as_d4rls_qlearning_dataset_does(tmp_path):

@@ -130,7 +130,7 @@ def test_cli_overrides_and_unknown_keys(minari_root, tmp_path):
 
 @pytest.mark.slow
 def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_path):
-    """eval_overlap: chunk k is evaluated on a second host device while chunk k + 1 trains; results.csv, the
+    """eval_overlap: interval k is evaluated on a second host device while interval k + 1 trains; results.csv, the
     training metrics and the final checkpoint equal the sequential run's, wall_time aside."""
     script = (
         "import sys, json; sys.path.insert(0, %r); from cdp_jax.train.eval_overlap import reserve_host_device; "
@@ -150,6 +150,18 @@ def test_overlapped_evaluation_writes_the_sequential_results(minari_root, tmp_pa
     restored = ckpt.restore_latest({"agents": sequential.agents, "diverged": jnp.zeros(8, bool)})[1]
     ckpt.close()
     chex.assert_trees_all_equal(restored["agents"].params, sequential.agents.params)
+    # The last interval's evaluation lost (its rows gone, its checkpoint and held metrics kept): the rerun with
+    # overlap trains nothing, evaluates the restored interval on the evaluation device and records the same rows.
+    for name in ("results.csv", "train_metrics.csv"):
+        path = tmp_path / "overlap" / name
+        columns = tuple(path.read_text().splitlines()[0].split(","))
+        results.write_csv(str(path), [r for r in results.read_csv(path) if r["step"] < 60], columns)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["train_s"] == 0.0
+    for name in ("results.csv", "train_metrics.csv"):
+        a, b = (results.read_csv(tmp_path / w / name) for w in ("overlap", "sequential"))
+        assert comparable(a) == comparable(b), name
 
 
 @pytest.mark.slow
