@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The first result at a budget where the claim can show, in one GPU call (under 9 minutes): generates
-# PointMaze-Medium (300k transitions) and runs the EDP/CDP data-scarcity job of benchmarks/paper_tables (preset
-# `gpu`: 10 seeds x fractions 1.0, 0.1, 0.05 x γ 0, 0.1 = 60 members in one compiled grid, 20k steps, 50 evaluation
-# episodes stepped by one worker process per CPU core). If the time limit cuts the run, the tables are still written
-# from the last evaluation reached, and say so. Outputs: $OUT/{table1.md,limited_data.png,results.csv,timing.json}.
-#   OUT=benchmarks/results/gpu bash benchmarks/gpu/science.sh            # after gpu_check.sh, same setup
+# The settling experiment's GPU half in one call (under 8 minutes on one H100): generates PointMaze-Medium (300k
+# transitions), then runs benchmarks/science/settling.py --preset gpu: arm A (float embedding, penalty on t < 0.1·T,
+# γ 0, 0.01, 0.1) and arm C (cleandiffuser embedding, the official network, γ 0, 0.1), 10 seeds x fractions 1.0 and
+# 0.1, 20k steps, 50 evaluation episodes stepped by one worker process per CPU core (100 members in two compiled
+# programs). Each table is written as soon as its arm exists; if the time limit cuts the run, the tables are written
+# again from what was reached. Outputs: $OUT/settling_gpu.{md,csv,json,png}, $OUT/timing_{A,C}.json.
+#   OUT=benchmarks/results/gpu bash benchmarks/gpu/science.sh            # after gpu/check.sh, same setup
 #   bash benchmarks/gpu/science.sh --generate-only                        # the dataset alone (CPU; can run alongside)
+# Estimate: the earlier 60-member run of this dataset and budget took 4.4 min on an H200, 48 % of it two evaluations;
+# 100 members with one evaluation: about 3.8 min training + 1.8 min evaluation + two compilations.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results/gpu}
 WORK=${WORK:-/tmp/cdp_gpu_science}
@@ -16,9 +19,9 @@ if [ ! -e "$MINARI_DATASETS_PATH/local/pointmaze/medium-v0" ]; then
   JAX_PLATFORMS=cpu $PY -m cdp_jax.datasets generate pointmaze-medium --steps 300000 || exit 1
 fi
 [ "${1:-}" = "--generate-only" ] && exit 0
-timeout -k 25 "${SCIENCE_S:-420}" $PY -m benchmarks.science.paper_tables --preset gpu --agents edp --workdir "$WORK/tables"
-echo "paper_tables exit $?"
-$PY -m benchmarks.science.paper_tables --preset gpu --agents edp --workdir "$WORK/tables" --report_only
-cp "$WORK"/tables/{table1.md,limited_data.png,results.csv} "$OUT"/ 2>/dev/null
-cp "$WORK"/tables/sweeps/*edp/timing.json "$OUT"/ 2>/dev/null
+SETTLING=($PY -m benchmarks.science.settling --preset "${PRESET:-gpu}" --workdir "$WORK/settling" --out "$OUT/settling_gpu")
+timeout -k 25 "${SCIENCE_S:-450}" "${SETTLING[@]}"
+echo "settling exit $?"
+"${SETTLING[@]}" --report_only > /dev/null
+for arm in A C; do cp "$WORK/settling/$arm/timing.json" "$OUT/timing_$arm.json" 2>/dev/null; done
 ls -l "$OUT"
