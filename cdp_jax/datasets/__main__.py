@@ -23,6 +23,7 @@ from cdp_jax.datasets import d4rl, robomimic_download, robomimic_releases
 from cdp_jax.datasets.generators import GENERATORS, generate
 from cdp_jax.datasets.loading import datasets_root
 from cdp_jax.datasets.generators import mujoco
+from cdp_jax.io.stopping import Stopped, report, stop_promptly
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -85,37 +86,47 @@ def run(args: list[str], fv: flags.FlagValues) -> int:
         return 2
     name, start = args[1], time.time()
     try:
-        if args[0] == "check-d4rl":
-            report = d4rl.replay_error(name)
-            print(f"{name}: {report['rows']} rows replayed in {report['env']}: largest next-observation difference "
-                  f"{report['max_obs_error']:.3g}, largest reward difference {report['max_reward_error']:.3g}")
-            return 0
-        if args[0] == "download" and name.startswith(d4rl.PREFIX):
-            path = d4rl.locate(name)[1]
-        elif args[0] == "download":
-            if not name.startswith("robomimic-"):
-                raise ValueError(f"only robomimic and D4RL files are downloaded here (robomimic-TASK, d4rl/NAME), got "
-                                 f"{name!r}; Minari datasets download with `minari download ID` or on a sweep's "
-                                 f"first use")
-            path = robomimic_download.download(name.removeprefix("robomimic-"), fv.kind, fv.obs,
-                                               overwrite=fv.overwrite)
-        elif name == "mujoco":
-            report = mujoco.generate(mujoco.Options(
-                env_id=fv.env, levels=fv.levels, steps=fv.steps or 1_000_000, train_steps=fv.train_steps,
-                eval_every=fv.eval_every, start_steps=fv.start_steps, update_every=fv.update_every,
-                expert_return=fv.expert_return, seed=fv.seed, workdir=fv.workdir, official_ids=fv.official_ids,
-                overwrite=fv.overwrite))
-            for level, did in report["datasets"].items():
-                print(f"{level:14s} {did}")
-            path = ", ".join(report["datasets"].values())
-        else:
-            path = generate(name, fv.dataset_id, fv.steps, fv.seed, fv.overwrite,
-                            image_size=fv.image_size if fv.images else 0)
+        with stop_promptly(f"`{args[0]} {name}`"):
+            path = _make(args[0], name, fv)
     except (ValueError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path} in {time.time() - start:.1f}s")
+    except Stopped as err:
+        return report(err)
+    if path:
+        print(f"wrote {path} in {time.time() - start:.1f}s")
     return 0
+
+
+def _make(command: str, name: str, fv: flags.FlagValues) -> str:
+    """Runs ``generate``, ``download`` or ``check-d4rl`` on ``name``; returns what was written ('' for a check)."""
+    if command == "check-d4rl":
+        report = d4rl.replay_error(name)
+        print(f"{name}: {report['rows']} rows replayed in {report['env']}: largest next-observation difference "
+              f"{report['max_obs_error']:.3g}, largest reward difference {report['max_reward_error']:.3g}")
+        return ""
+    if command == "download" and name.startswith(d4rl.PREFIX):
+        path = d4rl.locate(name)[1]
+    elif command == "download":
+        if not name.startswith("robomimic-"):
+            raise ValueError(f"only robomimic and D4RL files are downloaded here (robomimic-TASK, d4rl/NAME), got "
+                             f"{name!r}; Minari datasets download with `minari download ID` or on a sweep's "
+                             f"first use")
+        path = robomimic_download.download(name.removeprefix("robomimic-"), fv.kind, fv.obs,
+                                           overwrite=fv.overwrite)
+    elif name == "mujoco":
+        report = mujoco.generate(mujoco.Options(
+            env_id=fv.env, levels=fv.levels, steps=fv.steps or 1_000_000, train_steps=fv.train_steps,
+            eval_every=fv.eval_every, start_steps=fv.start_steps, update_every=fv.update_every,
+            expert_return=fv.expert_return, seed=fv.seed, workdir=fv.workdir, official_ids=fv.official_ids,
+            overwrite=fv.overwrite))
+        for level, did in report["datasets"].items():
+            print(f"{level:14s} {did}")
+        path = ", ".join(report["datasets"].values())
+    else:
+        path = generate(name, fv.dataset_id, fv.steps, fv.seed, fv.overwrite,
+                        image_size=fv.image_size if fv.images else 0)
+    return path
 
 
 def main(argv: list[str]) -> int:

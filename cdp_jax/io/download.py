@@ -8,6 +8,9 @@ import urllib.request
 from typing import Callable
 
 from cdp_jax.io import atomic_write_text, folder_lock
+from cdp_jax.io import stopping
+
+CHUNK = 1 << 20                   # bytes read between two looks for a stop request
 
 
 def download_file(source: str, path: str, check: Callable[[str], object], *, what: str, overwrite: bool = False,
@@ -93,7 +96,8 @@ def _fetch(source: str, part: str, path: str, progress: bool, timeout: float) ->
                 total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                 desc=os.path.basename(path)) as bar:
             try:
-                while chunk := response.read(1 << 20):
+                while chunk := response.read(CHUNK):
+                    stopping.check()          # the bytes so far stay in the part: a rerun resumes after them
                     out.write(chunk)
                     bar.update(len(chunk))
             except OSError as err:

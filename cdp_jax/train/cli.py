@@ -9,7 +9,8 @@ from typing import Callable
 
 from absl import flags
 
-from cdp_jax.train.sweep import SweepStopped
+from cdp_jax.io import stopping
+from cdp_jax.io.stopping import Stopped
 from cdp_jax.train.config import flatten
 
 CACHE_ENV = "CDP_JAX_CACHE"
@@ -66,9 +67,8 @@ def one_line_errors():
     and a stop on request (exit 130 for SIGINT, 143 for SIGTERM)."""
     try:
         yield
-    except SweepStopped as err:
-        print(str(err), file=sys.stderr)
-        sys.exit(130 if err.signal_name == "SIGINT" else 143)
+    except Stopped as err:
+        sys.exit(stopping.report(err))
     except KeyboardInterrupt:
         print("stopped at once; the workdir keeps its last complete checkpoint: rerun the same command to resume",
               file=sys.stderr)

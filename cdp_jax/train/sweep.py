@@ -22,6 +22,7 @@ from cdp_jax import agents as agent_registry
 from cdp_jax.datasets import Normalizer
 from cdp_jax.datasets.source import load_dataset, make_missing_dataset
 from cdp_jax.io.checkpoint import Checkpoints
+from cdp_jax.io.stopping import Stopped, stop_promptly
 from cdp_jax.train import distributed, evaluation
 from cdp_jax.train.config import agent_config, validate
 from cdp_jax.train.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
@@ -43,12 +44,8 @@ def progress_steps(cfg) -> int:
     return max((d for d in range(100, cfg.eval_every // 10 + 1) if cfg.eval_every % d == 0), default=cfg.eval_every)
 
 
-class SweepStopped(Exception):
+class SweepStopped(Stopped):
     """A run stopped on request at a clean point; ``signal_name`` is ``"SIGINT"`` or ``"SIGTERM"``."""
-
-    def __init__(self, message: str, signal_name: str):
-        super().__init__(message)
-        self.signal_name = signal_name
 
 
 @contextlib.contextmanager
@@ -133,7 +130,8 @@ class Sweep:
         self.stop_signal = None
 
     def _dataset(self):
-        make_missing_dataset(self.cfg, self.progress)
+        with stop_promptly(f"making dataset {self.cfg.dataset_id}"):       # not after an interval: there is none yet
+            make_missing_dataset(self.cfg, self.progress)
         return load_dataset(self.cfg)
 
     def _release(self) -> None:

@@ -1,5 +1,7 @@
 """Robomimic: robosuite on the project's mujoco, the HDF5 layout, Diffusion Policy windows, scripted demos."""
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from cdp_jax.envs import robomimic_env  # noqa: E402
 from cdp_jax.datasets import robomimic_hdf5 as H  # noqa: E402
 from cdp_jax.datasets import windows as W  # noqa: E402
 from cdp_jax.datasets.generators import robomimic_scripted  # noqa: E402
+from cdp_jax.io.stopping import Stopped, stop_promptly  # noqa: E402
 
 
 @pytest.mark.parametrize("task,obs_dim,act_dim", [("lift", 19, 7), ("can", 23, 7), ("square", 23, 7),
@@ -75,7 +78,8 @@ def lift_file(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_scripted_lift_demos_are_successful_reproducible_and_in_robomimic_layout(lift_file, tmp_path):
+def test_scripted_lift_demos_are_successful_reproducible_and_in_robomimic_layout(lift_file, tmp_path, monkeypatch,
+                                                                                 capsys):
     import h5py
     path, report = lift_file
     assert report["demos"] == 4 and report["success_rate"] >= 0.8
@@ -93,8 +97,27 @@ def test_scripted_lift_demos_are_successful_reproducible_and_in_robomimic_layout
     with h5py.File(path) as f:
         seed = int(f["data/demo_1"].attrs["reset_seed"])
     np.testing.assert_allclose(env.reset(seed=seed), demos.observations[demos.episode_starts[1]], atol=1e-6)
-    again = robomimic_scripted.generate("lift", str(tmp_path / "again.hdf5"), num_demos=4, seed=0, progress=False)
-    np.testing.assert_array_equal(H.read_demos(again["path"]).actions, demos.actions)
+    # made again, stopped by a SIGTERM after the second demo and rerun: the same file as the uninterrupted run
+    again, calls, episode = str(tmp_path / "again.hdf5"), [], robomimic_scripted.scripted_episode
+
+    def stopped_after_two_demos(*args):
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(1)
+        return episode(*args)
+    monkeypatch.setattr(robomimic_scripted, "scripted_episode", stopped_after_two_demos)
+    with pytest.raises(Stopped, match="SIGTERM: stopped making it; rerun the same command to continue"):
+        with stop_promptly("making it"):
+            robomimic_scripted.generate("lift", again, num_demos=4, seed=0, progress=False)
+    assert not os.path.exists(again) and sorted(os.listdir(again + ".partial")) == ["demo_0.npz", "demo_1.npz",
+                                                                                      "progress.json"]
+    monkeypatch.undo()
+    robomimic_scripted.generate("lift", again, num_demos=4, seed=0, progress=False)
+    assert "continuing from the 2 demos already made" in capsys.readouterr().out
+    resumed = H.read_demos(again)
+    for field in ("actions", "observations", "rewards", "episode_lengths"):
+        np.testing.assert_array_equal(getattr(resumed, field), getattr(demos, field))
+    assert not os.path.exists(again + ".partial")
     with pytest.raises(FileExistsError, match="--overwrite"):
         robomimic_scripted.generate("lift", path, num_demos=1, progress=False)
 
@@ -363,3 +386,24 @@ def test_a_two_arm_transport_file_loads_trains_and_evaluates(tmp_path, images):
     rows = sweep.run()
     assert sweep.info.act_dim == 14 and sweep.info.obs_dim == 2 * 59 and len(rows) == 2
     assert all(r["success"] == 0.0 and np.isfinite(r["return"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_a_sigterm_stops_a_generation_within_seconds_keeping_its_demos(tmp_path):
+    import subprocess
+    import sys
+    import time
+    out = str(tmp_path / "lift.hdf5")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-m", "cdp_jax.datasets", "generate", "robomimic-lift", "--steps=50",
+                             f"--dataset_id={out}"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not os.path.exists(out + ".partial/progress.json") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and time.time() - sent < 10, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("SIGTERM: stopped `generate robomimic-lift`; rerun the same "
+                                                   "command to continue") and "Traceback" not in err
+    assert not os.path.exists(out) and os.path.exists(out + ".partial/demo_0.npz")

@@ -4,6 +4,7 @@ The server is a local HTTP server that serves a small file in robomimic's layout
 real one, honours range requests like a CDN, and can cut a response short or answer with something else."""
 import http.server
 import os
+import signal
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 from cdp_jax.datasets import robomimic_download as D
 from cdp_jax.datasets import robomimic_releases as R
 from cdp_jax.datasets import robomimic_hdf5 as H
+from cdp_jax.io import download, stopping
 
 LIFT_KEYS = {"object": 10, "robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2}
 
@@ -103,6 +105,27 @@ def test_a_download_cut_short_resumes_and_only_a_whole_checked_file_appears(serv
     assert demos.observations.shape == (70, sum(LIFT_KEYS.values()))
     # a file already there is checked and kept, without a request
     assert D.download("lift", path=path, endpoint=server.endpoint, progress=False) == path and len(server.ranges) == 2
+
+
+def test_a_sigterm_stops_a_download_at_the_next_chunk_and_the_rerun_resumes(server, tmp_path, monkeypatch):
+    path, looks, check = str(tmp_path / "low_dim_v15.hdf5"), [], stopping.check
+    monkeypatch.setattr(download, "CHUNK", 1024)
+
+    def signal_at_the_second_chunk():
+        looks.append(1)
+        if len(looks) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        check()
+    monkeypatch.setattr(stopping, "check", signal_at_the_second_chunk)
+    with pytest.raises(stopping.Stopped, match="SIGTERM: stopped downloading it; rerun the same command to continue"):
+        with stopping.stop_promptly("downloading it"):
+            D.download("lift", path=path, endpoint=server.endpoint, progress=False)
+    assert not os.path.exists(path) and os.path.getsize(path + ".part") == 1024 < len(server.body)
+    monkeypatch.undo()
+    assert D.download("lift", path=path, endpoint=server.endpoint, progress=False) == path
+    assert server.ranges == [None, "bytes=1024-"]
+    with open(path, "rb") as f:
+        assert f.read() == server.body
 
 
 def test_a_file_changed_on_the_server_since_the_cut_is_downloaded_whole(server, tmp_path):

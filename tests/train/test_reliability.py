@@ -157,3 +157,25 @@ def test_atomic_writes_honour_the_umask_and_leave_no_temporary(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 and path.read_bytes() == b"a,b\n1,2\n"
     assert os.listdir(path.parent) == ["results.csv"]
+
+
+@pytest.mark.slow
+def test_a_sigterm_while_the_sweep_makes_its_dataset_stops_within_seconds(tmp_path):
+    config = tmp_path / "generating.py"
+    config.write_text("from tests.tiny import tiny_config\ndef get_config():\n    cfg = tiny_config()\n"
+                      "    cfg.dataset_id, cfg.generate, cfg.generate_steps = 'local/pointmaze/umaze-v0', "
+                      "'pointmaze-umaze', 1_000_000\n    return cfg\n")
+    env = dict(os.environ, MINARI_DATASETS_PATH=str(tmp_path / "datasets"))
+    proc = subprocess.Popen(cli(config, tmp_path / "w"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    line = ""
+    while "generating it" not in line and proc.poll() is None:
+        line = proc.stdout.readline()
+    time.sleep(1.0)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and time.time() - sent < 10, err[-2000:]
+    assert err.strip().splitlines()[-1] .startswith(
+        "SIGTERM: stopped making dataset local/pointmaze/umaze-v0; rerun the same command to continue")
+    assert "Traceback" not in err and not os.path.exists(tmp_path / "datasets" / "local" / "pointmaze" / "umaze")

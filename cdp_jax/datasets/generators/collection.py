@@ -10,6 +10,7 @@ from tqdm import tqdm
 from cdp_jax.datasets.generators import sac
 from cdp_jax.datasets.generators.writing import episode_buffer
 from cdp_jax.datasets.normalization import Normalizer
+from cdp_jax.io import stopping
 
 RESET_SEED = 123                # episode k of a collection resets with seed RESET_SEED + k
 
@@ -31,23 +32,23 @@ def collect(env: gym.Env, act, num_steps: int, desc: str, progress: bool, seed: 
     """``num_steps`` transitions of ``act(obs, rng)`` as Minari episode buffers (``rng`` seeded by ``seed``); episode
     ``k`` is reset with seed ``123 + k``; the last episode is truncated where the budget ends."""
     episodes, done_steps, k, rng = [], 0, 0, np.random.default_rng(seed)
-    bar = tqdm(total=num_steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True)
-    while done_steps < num_steps:
-        obs, _ = env.reset(seed=RESET_SEED + k)
-        o, a, r, term, trunc = [obs], [], [], [], []
-        while True:
-            action = act(obs, rng)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            o.append(obs), a.append(action), r.append(reward), term.append(terminated)
-            last = done_steps + len(a) >= num_steps
-            trunc.append(bool(truncated) or (last and not terminated))
-            if terminated or trunc[-1]:
-                break
-        episodes.append(episode_buffer(np.asarray(o, np.float32), a, r, term, trunc, seed=RESET_SEED + k))
-        done_steps += len(a)
-        bar.update(len(a))
-        k += 1
-    bar.close()
+    with tqdm(total=num_steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True) as bar:
+        while done_steps < num_steps:
+            obs, _ = env.reset(seed=RESET_SEED + k)
+            o, a, r, term, trunc = [obs], [], [], [], []
+            while True:
+                stopping.check()
+                action = act(obs, rng)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                o.append(obs), a.append(action), r.append(reward), term.append(terminated)
+                last = done_steps + len(a) >= num_steps
+                trunc.append(bool(truncated) or (last and not terminated))
+                if terminated or trunc[-1]:
+                    break
+            episodes.append(episode_buffer(np.asarray(o, np.float32), a, r, term, trunc, seed=RESET_SEED + k))
+            done_steps += len(a)
+            bar.update(len(a))
+            k += 1
     return episodes
 
 

@@ -44,6 +44,7 @@ from cdp_jax.datasets.loading import datasets_root
 from cdp_jax.datasets.generators.collection import collect, env_actions, replay_episodes, snapshot_actor
 from cdp_jax.datasets.generators.writing import mean_return, write_dataset
 from cdp_jax.io import atomic_write_bytes, atomic_write_text
+from cdp_jax.io import stopping
 from cdp_jax.io.checkpoint import CheckpointError, Checkpoints
 
 LEVELS = ("simple", "medium", "expert")
@@ -171,43 +172,43 @@ class Trainer:
         history = self.history()
         levels = choose_levels(history, expert_return, wanted)
         wall0 = time.time() - (history[-1]["wall_s"] if history else 0.0)    # training wall time across resumes
-        bar = tqdm(total=o.train_steps, initial=start, desc=f"SAC {o.env_id}", unit="step", disable=not o.progress,
-                   dynamic_ncols=True)
-        obs, _ = self.env.reset(seed=o.seed * 1_000_003 + start)
-        staged = {f: [] for f in sac.ReplayBuffer.FIELDS}
-        step = start
-        while step < o.train_steps and not (expert_return > 0 and wanted[-1] in levels):
-            if step < o.start_steps:
-                a = np.random.default_rng((o.seed, step)).uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
-            else:
-                a = np.asarray(agent.sample_actions(jnp.asarray(obs, jnp.float32), key, step))
-            next_obs, reward, terminated, truncated, _ = self.env.step(self.scale(a))
-            step += 1
-            cut = step % o.eval_every == 0                 # every evaluation ends the episode (exact resumes)
-            row = {"observations": obs, "actions": a, "rewards": reward, "next_observations": next_obs,
-                   "terminals": terminated, "truncations": truncated or cut,
-                   "episode_ends": terminated or truncated or cut}
-            for f, v in row.items():
-                staged[f].append(np.asarray(v, np.float32))
-            obs = next_obs
-            if terminated or truncated:
-                obs, _ = self.env.reset()
-            if step % o.update_every == 0:
-                buffer = buffer.add({f: jnp.asarray(np.stack(v)) for f, v in staged.items()})
-                staged = {f: [] for f in sac.ReplayBuffer.FIELDS}
-                if step >= o.start_steps:
-                    agent, _ = sac.train_steps(agent, buffer, jax.random.fold_in(jax.random.fold_in(key, 2), step),
-                                                     o.update_every)
-                bar.update(o.update_every)
-            if cut:
-                params = jax.device_get(agent.actor.params)
-                ret = mean_return(self.env, snapshot_actor(params, self.scale), o.eval_episodes, seed=10_000 + step)
-                self._save_snapshot(step, params, ret, time.time() - wall0)
-                ckpt.save(step, {"agent": agent, "buffer": buffer})
-                levels = choose_levels(self.history(), expert_return, wanted)
-                bar.set_postfix(ret=f"{ret:.0f}", levels=",".join(levels) or "-")
-                obs, _ = self.env.reset(seed=o.seed * 1_000_003 + step)
-        bar.close()
+        with tqdm(total=o.train_steps, initial=start, desc=f"SAC {o.env_id}", unit="step", disable=not o.progress,
+                  dynamic_ncols=True) as bar:
+            obs, _ = self.env.reset(seed=o.seed * 1_000_003 + start)
+            staged = {f: [] for f in sac.ReplayBuffer.FIELDS}
+            step = start
+            while step < o.train_steps and not (expert_return > 0 and wanted[-1] in levels):
+                stopping.check()                               # resumes from the last evaluation's checkpoint
+                if step < o.start_steps:
+                    a = np.random.default_rng((o.seed, step)).uniform(-1.0, 1.0, self.act_dim).astype(np.float32)
+                else:
+                    a = np.asarray(agent.sample_actions(jnp.asarray(obs, jnp.float32), key, step))
+                next_obs, reward, terminated, truncated, _ = self.env.step(self.scale(a))
+                step += 1
+                cut = step % o.eval_every == 0                 # every evaluation ends the episode (exact resumes)
+                row = {"observations": obs, "actions": a, "rewards": reward, "next_observations": next_obs,
+                       "terminals": terminated, "truncations": truncated or cut,
+                       "episode_ends": terminated or truncated or cut}
+                for f, v in row.items():
+                    staged[f].append(np.asarray(v, np.float32))
+                obs = next_obs
+                if terminated or truncated:
+                    obs, _ = self.env.reset()
+                if step % o.update_every == 0:
+                    buffer = buffer.add({f: jnp.asarray(np.stack(v)) for f, v in staged.items()})
+                    staged = {f: [] for f in sac.ReplayBuffer.FIELDS}
+                    if step >= o.start_steps:
+                        agent, _ = sac.train_steps(agent, buffer, jax.random.fold_in(jax.random.fold_in(key, 2), step),
+                                                         o.update_every)
+                    bar.update(o.update_every)
+                if cut:
+                    params = jax.device_get(agent.actor.params)
+                    ret = mean_return(self.env, snapshot_actor(params, self.scale), o.eval_episodes, seed=10_000 + step)
+                    self._save_snapshot(step, params, ret, time.time() - wall0)
+                    ckpt.save(step, {"agent": agent, "buffer": buffer})
+                    levels = choose_levels(self.history(), expert_return, wanted)
+                    bar.set_postfix(ret=f"{ret:.0f}", levels=",".join(levels) or "-")
+                    obs, _ = self.env.reset(seed=o.seed * 1_000_003 + step)
         ckpt.close()
         history = self.history()
         if not history:

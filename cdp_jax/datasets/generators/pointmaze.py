@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from cdp_jax.datasets.generators.writing import episode_buffer, mean_return, write_dataset
 from cdp_jax.envs.pool import register_robotics_envs
+from cdp_jax.io import stopping
 
 MAZES = {"open": ("PointMaze_Open-v3", 300), "umaze": ("PointMaze_UMaze-v3", 300),
          "medium": ("PointMaze_Medium-v3", 600), "large": ("PointMaze_Large-v3", 800)}
@@ -99,26 +100,26 @@ def collect(maze: str, num_steps: int, seed: int = 0, progress: bool = True) -> 
     episodes, reset_count = [], 0
     obs, _ = env.reset(seed=seed)
     obs_list, acts, rews, terms, truncs = [obs], [], [], [], []
-    bar = tqdm(total=num_steps, desc=f"pointmaze-{maze}", unit="step", disable=not progress, mininterval=1.0)
-    for step in range(num_steps):
-        action = controller(obs, rng)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        success = bool(info.get("success", False))
-        last = step == num_steps - 1
-        obs_list.append(next_obs)
-        acts.append(action), rews.append(reward), terms.append(terminated)
-        truncs.append(bool(truncated or success or last) and not terminated)
-        bar.update(1)
-        if terminated or truncated or success or last:
-            episodes.append(episode_buffer(_stack_obs(obs_list), acts, rews, terms, truncs))
-            if terminated or truncated:
-                reset_count += 1
-                next_obs, _ = env.reset(seed=seed + reset_count)
-            else:                                         # goal reached: same state, the new goal
-                next_obs = dict(next_obs, desired_goal=env.unwrapped.goal.copy())
-            obs_list, acts, rews, terms, truncs = [next_obs], [], [], [], []
-        obs = next_obs
-    bar.close()
+    with tqdm(total=num_steps, desc=f"pointmaze-{maze}", unit="step", disable=not progress, mininterval=1.0) as bar:
+        for step in range(num_steps):
+            stopping.check()
+            action = controller(obs, rng)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            success = bool(info.get("success", False))
+            last = step == num_steps - 1
+            obs_list.append(next_obs)
+            acts.append(action), rews.append(reward), terms.append(terminated)
+            truncs.append(bool(truncated or success or last) and not terminated)
+            bar.update(1)
+            if terminated or truncated or success or last:
+                episodes.append(episode_buffer(_stack_obs(obs_list), acts, rews, terms, truncs))
+                if terminated or truncated:
+                    reset_count += 1
+                    next_obs, _ = env.reset(seed=seed + reset_count)
+                else:                                         # goal reached: same state, the new goal
+                    next_obs = dict(next_obs, desired_goal=env.unwrapped.goal.copy())
+                obs_list, acts, rews, terms, truncs = [next_obs], [], [], [], []
+            obs = next_obs
     env.close()
     return episodes
 

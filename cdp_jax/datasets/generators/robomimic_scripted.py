@@ -20,6 +20,8 @@ import numpy as np
 
 from cdp_jax.envs import robomimic_env
 from cdp_jax.datasets.robomimic_hdf5 import write_demos
+from cdp_jax.datasets.generators.progress import DemoProgress
+from cdp_jax.io import stopping
 
 SCRIPTED_TASKS = ("lift", "can", "square")
 POS_SCALE = 0.05                      # OSC_POSE: one unit of action moves the end effector 5 cm
@@ -106,6 +108,7 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
     success, steps = False, 0
     for target, grip, max_steps, tol, target_yaw in _waypoints(task, env, style):
         for _ in range(max_steps):
+            stopping.check()                  # the episode is redone on the rerun, from the same state
             if steps >= env.horizon:
                 break
             eef = env.raw["robot0_eef_pos"]
@@ -136,7 +139,8 @@ def scripted_episode(task: str, env, seed: int, rng: np.random.Generator) -> tup
 
 def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrite: bool = False,
              progress: bool = True, max_attempts_per_demo: int = 5, image_size: int = 0) -> dict:
-    """Writes ``num_demos`` successful scripted demonstrations of ``task`` to ``path`` (robomimic layout).
+    """Writes ``num_demos`` successful scripted demonstrations of ``task`` to ``path`` (robomimic layout); the demos
+    are kept in ``path.partial/`` as they are made, and a stopped generation continues from them (same result).
     ``image_size > 0`` also renders robomimic's two cameras (``agentview_image``, ``robot0_eye_in_hand_image``,
     ``image_size`` square, uint8) into every frame, as robomimic's image datasets hold them.
     Returns ``{path, demos, attempts, success_rate, seconds}``."""
@@ -151,7 +155,11 @@ def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrit
     env = robomimic_env.make_env(env_args, robomimic_env.TASKS[task].obs_keys + (
         robomimic_env.CAMERAS if image_size else ()))
     rng = np.random.default_rng(seed)
-    episodes, attempts, start = [], 0, time.time()
+    made = DemoProgress(path + ".partial", dict(task=task, seed=seed, image_size=image_size), overwrite)
+    episodes, attempts, rng_state = made.load()
+    if rng_state is not None:
+        rng.bit_generator.state = rng_state
+    start, resumed = time.time(), len(episodes)
     while len(episodes) < num_demos:
         if attempts >= max_attempts_per_demo * num_demos:
             raise ValueError(f"the scripted {task} demonstrator succeeded {len(episodes)} times in {attempts} "
@@ -160,14 +168,16 @@ def generate(task: str, path: str, num_demos: int = 200, seed: int = 0, overwrit
         attempts += 1
         if success:
             episodes.append(episode)
+            made.add(len(episodes) - 1, episode, attempts, rng.bit_generator.state)
         if progress and attempts % 10 == 0:
             rate = len(episodes) / attempts
-            eta = (time.time() - start) / max(len(episodes), 1) * (num_demos - len(episodes))
+            eta = (time.time() - start) / max(len(episodes) - resumed, 1) * (num_demos - len(episodes))
             print(f"\r{task}: {len(episodes)}/{num_demos} demos, success {rate:.0%}, about {eta:.0f} s left",
                   end="", flush=True)
     env.close()
     if progress:
         print()
-    write_demos(path, episodes, env_args)
-    return dict(path=path, demos=len(episodes), attempts=attempts, success_rate=len(episodes) / attempts,
-                seconds=time.time() - start)
+    write_demos(path, episodes[:num_demos], env_args)
+    made.finish()
+    return dict(path=path, demos=min(len(episodes), num_demos), attempts=attempts,
+                success_rate=len(episodes) / attempts, seconds=time.time() - start)

@@ -56,24 +56,23 @@ def generate(dataset_id: str, num_steps: int = 5_000, seed: int = 0, overwrite: 
     env = gym.make(ENV_ID)
     rng = np.random.default_rng(seed)
     episodes, steps, k = [], 0, 0
-    bar = tqdm(total=num_steps, desc="toy-reach", unit="step", disable=not progress)
-    while steps < num_steps:
-        policy = demonstrator(TARGETS[rng.integers(len(TARGETS))], 0.1)
-        obs, _ = env.reset(seed=seed + k)
-        k += 1
-        obs_list, acts, rews, terms, truncs = [obs], [], [], [], []
-        done = False
-        while not done:
-            action = policy(obs, rng)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            steps += 1
-            truncated = truncated or steps == num_steps
-            obs_list.append(obs), acts.append(action), rews.append(reward), terms.append(terminated)
-            truncs.append(truncated and not terminated)
-            done = terminated or truncated
-        bar.update(len(acts))
-        episodes.append(episode_buffer(np.stack(obs_list), acts, rews, terms, truncs, seed=seed + k - 1))
-    bar.close()
+    with tqdm(total=num_steps, desc="toy-reach", unit="step", disable=not progress) as bar:
+        while steps < num_steps:
+            policy = demonstrator(TARGETS[rng.integers(len(TARGETS))], 0.1)
+            obs, _ = env.reset(seed=seed + k)
+            k += 1
+            obs_list, acts, rews, terms, truncs = [obs], [], [], [], []
+            done = False
+            while not done:
+                action = policy(obs, rng)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                steps += 1
+                truncated = truncated or steps == num_steps
+                obs_list.append(obs), acts.append(action), rews.append(reward), terms.append(terminated)
+                truncs.append(truncated and not terminated)
+                done = terminated or truncated
+            bar.update(len(acts))
+            episodes.append(episode_buffer(np.stack(obs_list), acts, rews, terms, truncs, seed=seed + k - 1))
     ref_max = mean_return(env, nearest_target_policy, 50, 10_000)
     ref_min = mean_return(env, lambda obs, rng: rng.uniform(-1, 1, 2).astype(np.float32), 50, 10_000)
     try:
