@@ -77,8 +77,9 @@ C = Arm("C", "cleandiffuser", 0.1, (0.0, 0.1), "C")
 PRESETS = {
     "cpu": Preset("local/pointmaze/umaze-v0", "pointmaze-umaze", 1_000_000, seeds=5, steps=4_000, evaluations=1,
                   eval_episodes=10, fractions=(1.0, 0.1),
-                  arms={"A": dataclasses.replace(A, gammas=(0.0, 0.1)), "A-0.01": Arm("A", "float", 0.1, (0.01,), "A", (0.1,)),
-                        "B": Arm("B", "float", 1.0, (0.1,), "A", (0.1,)), "C": C}),
+                  arms={"A": dataclasses.replace(A, gammas=(0.0, 0.1)), "C": C,
+                        "B": Arm("B", "float", 1.0, (0.1,), "A", (0.1,)),
+                        "A-0.01": Arm("A", "float", 0.1, (0.01,), "A", (0.1,))}),
     "gpu": Preset("local/pointmaze/medium-v0", "pointmaze-medium", 300_000, seeds=10, steps=20_000, evaluations=1,
                   eval_episodes=50, fractions=(1.0, 0.1), arms={"A": A, "C": C}, eval_workers=0),
     "smoke": Preset("local/pointmaze/umaze-100k-v0", "pointmaze-umaze", 100_000, seeds=2, steps=20, evaluations=1,
@@ -89,7 +90,8 @@ PRESETS = {
 
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("preset", "cpu", list(PRESETS), "dataset, budget and arms", flag_values=fv)
-    flags.DEFINE_list("arms", [], "run only these sweeps of the preset's arms (default: all)", flag_values=fv)
+    flags.DEFINE_list("arms", [], "run only these sweeps of the preset's arms, in this order (default: all)",
+                      flag_values=fv)
     flags.DEFINE_integer("steps", 0, "gradient steps per member (0: the preset's)", flag_values=fv)
     flags.DEFINE_integer("seeds", 0, "seeds per arm (0: the preset's)", flag_values=fv)
     flags.DEFINE_integer("eval_episodes", 0, "evaluation episodes per member (0: the preset's)", flag_values=fv)
@@ -205,7 +207,7 @@ def run(_, args: flags.FlagValues) -> int:
     if unknown:
         sys.exit(f"error: --arms: unknown {', '.join(sorted(unknown))}; the {args.preset} preset has "
                  f"{', '.join(preset.arms)}")
-    arms = {k: v for k, v in preset.arms.items() if not args.arms or k in args.arms}
+    arms = {k: preset.arms[k] for k in args.arms or preset.arms}            # in the order --arms gives
     steps, seeds = args.steps or preset.steps, args.seeds or preset.seeds
     episodes = args.eval_episodes or preset.eval_episodes
     stem = args.out or record.dated_path("settling").removesuffix(".json")
