@@ -1,9 +1,11 @@
-"""python -m cdp_jax.datasets {list | generate NAME | download NAME | check-d4rl ID} [--steps=N] [--dataset_id=ID] ...
+"""python -m cdp_jax.datasets {list | generate NAME | download NAME | check-d4rl ID | convert-robosuite FILE} ...
 
     python -m cdp_jax.datasets list
     python -m cdp_jax.datasets download d4rl/hopper-medium-replay-v2     (D4RL's own file, to $D4RL_DATASET_DIR)
     python -m cdp_jax.datasets check-d4rl d4rl/hopper-medium-replay-v2   (replays its states in the evaluation env)
     python -m cdp_jax.datasets generate pointmaze-umaze --steps=1000000
+    python -m cdp_jax.datasets convert-robosuite demo.hdf5 [--images] [--dataset_id=OUT.hdf5]
+        (your own robosuite demonstrations, replayed into robomimic's layout: datasets/robosuite_demos.py)
     python -m cdp_jax.datasets download robomimic-transport [--kind=ph|mh] [--obs=low_dim|image]
         (robomimic's released v1.5 demonstrations, needs a network: datasets/robomimic_download.py)
     python -m cdp_jax.datasets generate mujoco --env=Hopper-v5 --levels=simple,medium,expert [--train_steps=1000000]
@@ -19,7 +21,8 @@ import time
 from absl import flags
 
 from cdp_jax.train.cli import run_flags_cli
-from cdp_jax.datasets import d4rl, robomimic_download, robomimic_releases
+from cdp_jax.datasets import d4rl, robomimic_download, robomimic_releases, robosuite_demos
+from cdp_jax.envs import robomimic_env
 from cdp_jax.datasets.generators import GENERATORS, generate
 from cdp_jax.datasets.loading import datasets_root
 from cdp_jax.datasets.generators import mujoco
@@ -28,7 +31,8 @@ from cdp_jax.io.stopping import Stopped, report, stop_promptly
 
 def define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer("steps", None, "number of transitions (default: the generator's)", flag_values=fv)
-    flags.DEFINE_string("dataset_id", None, "Minari id to write (default: local/...)", flag_values=fv)
+    flags.DEFINE_string("dataset_id", None, "Minari id to write (default: local/...); convert-robosuite: the output "
+                        "file (default: FILE_low_dim.hdf5 or FILE_image.hdf5 beside it)", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "generator seed", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "replace an existing dataset of that id", flag_values=fv)
     flags.DEFINE_string("kind", "ph", "download: robomimic demonstrators, ph (proficient human) or mh (multi-human)",
@@ -79,10 +83,10 @@ def run(args: list[str], fv: flags.FlagValues) -> int:
     if args == ["list"]:
         list_datasets()
         return 0
-    if len(args) != 2 or args[0] not in ("generate", "download", "check-d4rl"):
+    if len(args) != 2 or args[0] not in ("generate", "download", "check-d4rl", "convert-robosuite"):
         print(f"error: expected `list`, `generate NAME` (NAME one of {sorted(GENERATORS) + ['mujoco']}), "
-              f"`download robomimic-TASK`, `download d4rl/NAME` or `check-d4rl ID`, got {' '.join(args) or 'nothing'}",
-              file=sys.stderr)
+              f"`download robomimic-TASK`, `download d4rl/NAME`, `check-d4rl ID` or `convert-robosuite FILE`, got "
+              f"{' '.join(args) or 'nothing'}", file=sys.stderr)
         return 2
     name, start = args[1], time.time()
     try:
@@ -105,6 +109,8 @@ def _make(command: str, name: str, fv: flags.FlagValues) -> str:
         print(f"{name}: {report['rows']} rows replayed in {report['env']}: largest next-observation difference "
               f"{report['max_obs_error']:.3g}, largest reward difference {report['max_reward_error']:.3g}")
         return ""
+    if command == "convert-robosuite":
+        return convert_robosuite(name, fv)
     if command == "download" and name.startswith(d4rl.PREFIX):
         path = d4rl.locate(name)[1]
     elif command == "download":
@@ -127,6 +133,18 @@ def _make(command: str, name: str, fv: flags.FlagValues) -> str:
         path = generate(name, fv.dataset_id, fv.steps, fv.seed, fv.overwrite,
                         image_size=fv.image_size if fv.images else 0)
     return path
+
+
+def convert_robosuite(path: str, fv: flags.FlagValues) -> str:
+    kind = "image" if fv.images else "low_dim"
+    out = fv.dataset_id or f"{os.path.splitext(path)[0]}_{kind}.hdf5"
+    report = robosuite_demos.convert(path, out, images=fv.images, image_size=fv.image_size, overwrite=fv.overwrite)
+    task = robomimic_env.task_from_env_name(report["env_name"]) + ("-image" if fv.images else "")
+    print(f"{report['demos']} demos ({report['frames']} frames) of {report['env_name']}, "
+          f"{report['seconds_per_demo']:.2f} s per demo, largest state-replay error {report['max_state_error']:.2g}\n"
+          f"train on it: python -m experiments.sweep --config=experiments/configs/robomimic.py:{task} "
+          f"--config.dataset_id={os.path.abspath(out)} --config.generate=''")
+    return out
 
 
 def main(argv: list[str]) -> int:
