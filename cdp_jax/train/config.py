@@ -10,6 +10,7 @@ import math
 
 import ml_collections
 
+from cdp_jax.train import wandb_runs
 from cdp_jax import agents as agent_registry
 from cdp_jax.datasets import GENERATORS
 from cdp_jax.datasets.normalization import OBS_NORMALIZATIONS
@@ -37,7 +38,7 @@ def base_config(agent: str = "dbc") -> ml_collections.ConfigDict:
         eval_every=2_000, eval_episodes=10, eval_max_steps=0, eval_return_clip=(), eval_seed=100_000, eval_workers=1, eval_max_envs=0, eval_overlap=False, progress_every=0, batch_size=256, obs_normalization="gaussian",
         sequence=dict(obs_steps=1, horizon=1, action_steps=1), obs_keys=(), demo_filter="", subset_seed=-1,
         consistency_states=64, consistency_samples=8, members_per_program=0, group_by_contraction=True, resume=True, overwrite=False, distributed=False,
-        tensorboard=True))
+        tensorboard=True, wandb="off"))
 
 
 def seeds_of(cfg) -> list[int]:
@@ -88,7 +89,12 @@ def _validate_grid(cfg) -> None:
 
 
 def _validate_budget(cfg) -> None:
-    """Steps, intervals, batch, evaluation and the processes it runs in."""
+    """Steps, intervals, batch, evaluation, the processes it runs in and where it logs."""
+    mode = cfg.get("wandb", "off")
+    if mode not in wandb_runs.MODES:
+        raise ValueError(f"wandb must be one of {', '.join(wandb_runs.MODES)}, got {mode!r}")
+    if mode != "off":
+        wandb_runs.import_wandb()               # a missing package is one line before anything is written
     if int(cfg.get("eval_workers", 1)) < 0:
         raise ValueError(f"eval_workers must be >= 0 (0: one per CPU core, 1: in this process), got {cfg.eval_workers}")
     if int(cfg.get("eval_max_envs", 0)) < 0:

@@ -1,5 +1,5 @@
 """What a sweep writes as it trains: ``results.csv`` (one row per member per evaluation), ``train_metrics.csv``,
-TensorBoard scalars, the progress bar, ``timing.json``, and the newest checkpoint's train metrics until its
+TensorBoard scalars (and W&B runs where asked), the progress bar, ``timing.json``, and the newest checkpoint's train metrics until its
 evaluation is recorded (so a rerun after an evaluation that died evaluates that checkpoint instead of training it
 again)."""
 from __future__ import annotations
@@ -15,11 +15,13 @@ from tqdm import tqdm
 from cdp_jax.io import atomic_write_text
 from cdp_jax.train import results
 from cdp_jax.train.tensorboard import MemberBoards
+from cdp_jax.train.wandb_runs import RUNS_FILE, WandbRuns
 
 EVAL_SCALARS = ("normalized_score", "return", "success", "action_std", "candidate_std", "lambda_max")
 UNEVALUATED = "unevaluated_interval.json"
 # Everything a fresh sweep removes from its workdir before it starts.
-OUTPUTS = ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard", UNEVALUATED)
+OUTPUTS = ("checkpoints", "results.csv", "train_metrics.csv", "summary.md", "timing.json", "tensorboard", UNEVALUATED,
+           RUNS_FILE)
 
 
 class Records:
@@ -27,11 +29,12 @@ class Records:
     from the workdir). Only the ``primary`` process writes files; every process keeps the rows."""
 
     def __init__(self, workdir: str, members: list[dict], *, start: int, primary: bool, tensorboard: bool,
-                 progress: bool, num_steps: int):
+                 progress: bool, num_steps: int, wandb: WandbRuns | None = None):
         self.workdir, self.members, self.primary = workdir, members, primary
         self.rows = self._read("results.csv", start)
         self.train_metrics = self._read("train_metrics.csv", start)
         self.boards = MemberBoards(workdir, members, tensorboard and primary)
+        self.wandb = wandb if primary else None
         self.bar = tqdm(total=num_steps, initial=start, desc=f"sweep {len(members)} members", unit="step",
                         disable=not (progress and primary), dynamic_ncols=True)
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
@@ -80,8 +83,11 @@ class Records:
             self.rows.extend(dict(r, wall_time=round(self.wall_before + now - self.loop_start, 2)) for r in new_rows)
             new_metrics = self._metric_rows(done, metrics)
             self.train_metrics.extend(new_metrics)
-            self.boards.log(done, [{**{f"train/{k}": m[k] for k in metrics}, **{f"eval/{k}": r[k] for k in
-                                    EVAL_SCALARS}} for m, r in zip(new_metrics, new_rows)])
+            scalars = [{**{f"train/{k}": m[k] for k in metrics}, **{f"eval/{k}": r[k] for k in EVAL_SCALARS}}
+                       for m, r in zip(new_metrics, new_rows)]
+            self.boards.log(done, scalars)
+            if self.wandb is not None:
+                self.wandb.log(done, scalars)
             if self.primary:
                 results.write_csv(os.path.join(self.workdir, "results.csv"), self.rows)
                 self._write_train_metrics(metrics)
@@ -99,6 +105,8 @@ class Records:
     def close(self) -> None:
         self.bar.close()
         self.boards.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
     def finish(self, note: str = "") -> dict:
         """``timing.json``, the summary table (then ``note``) and plots; returns the timing."""
@@ -107,6 +115,8 @@ class Records:
         if self.primary:
             atomic_write_text(os.path.join(self.workdir, "timing.json"), json.dumps(self.timing, indent=1))
             results.write_reports(self.rows, self.workdir, note)
+            if self.wandb is not None:
+                self.wandb.attach(self.workdir)
         return self.timing
 
 

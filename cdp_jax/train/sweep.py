@@ -24,11 +24,12 @@ from cdp_jax.datasets.source import load_dataset, make_missing_dataset
 from cdp_jax.io.checkpoint import Checkpoints
 from cdp_jax.io.stopping import Stopped, stop_promptly
 from cdp_jax.train import distributed, evaluation
-from cdp_jax.train.config import agent_config, validate
+from cdp_jax.train.config import agent_config, flatten, validate
 from cdp_jax.train.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
 from cdp_jax.train.grid import GridLayout, auto_members_per_program, build_grid, init_agents, make_train_steps
 from cdp_jax.train.policy import write_policy_meta
 from cdp_jax.train.records import OUTPUTS, UNEVALUATED, Records
+from cdp_jax.train.wandb_runs import WandbRuns
 from cdp_jax.train.workdir import WorkdirLock, ensure_writable, holds_config, record_config
 
 __all__ = ["Sweep", "SweepStopped", "UNEVALUATED", "progress_steps"]
@@ -197,8 +198,10 @@ class Sweep:
             data = distributed.put(data, jax.sharding.NamedSharding(layout.mesh, jax.sharding.PartitionSpec()))
         checkpoints = Checkpoints(self.workdir)
         state, start = self._restore(checkpoints, {"agents": agents, "diverged": jnp.zeros(grid.size, bool)})
+        wandb = (WandbRuns(self.workdir, grid.members, cfg.wandb, cfg.agent, flatten(cfg.to_dict()))
+                 if cfg.wandb != "off" and primary else None)
         records = Records(self.workdir, grid.members, start=start, primary=primary, tensorboard=cfg.tensorboard,
-                          progress=self.progress, num_steps=cfg.num_steps)
+                          progress=self.progress, num_steps=cfg.num_steps, wandb=wandb)
         probe = data.rows(jax.random.choice(jax.random.PRNGKey(cfg.eval_seed), data.size,
                                             (min(cfg.consistency_states, data.size),), replace=False))
         evaluator = BackgroundEvaluator(eval_device) if cfg.eval_overlap else None
