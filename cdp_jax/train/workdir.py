@@ -13,8 +13,9 @@ CONFIG = "config.json"
 
 
 def fingerprint(config_dict: dict, ignore=("resume", "overwrite", "eval_overlap", "eval_max_envs",
-                                           "progress_every")) -> str:
-    """Canonical JSON of a config without the keys that may change between runs of the same sweep."""
+                                           "progress_every", "wandb")) -> str:
+    """Canonical JSON of a config without the keys that may change between runs of the same sweep (``wandb``: a
+    resumed sweep may start or stop logging there)."""
     return json.dumps({k: v for k, v in config_dict.items() if k not in ignore}, sort_keys=True, default=str, indent=1)
 
 

@@ -91,3 +91,11 @@ def test_a_missing_wandb_or_a_bad_mode_is_one_line(monkeypatch):
     config.validate(tiny_config())                                           # off: wandb is not needed
     with pytest.raises(ValueError, match="wandb must be one of off, offline, online, got 'yes'"):
         config.validate(tiny_config(wandb="yes"))
+
+
+def test_a_sweep_may_start_or_stop_logging_to_wandb_when_resumed(tmp_path):
+    from cdp_jax.train.workdir import holds_config, record_config
+    record_config(str(tmp_path), tiny_config().to_dict())
+    assert holds_config(str(tmp_path), tiny_config(wandb="offline").to_dict(), overwrite=False)
+    with pytest.raises(ValueError, match="different config"):
+        holds_config(str(tmp_path), tiny_config(num_steps=60).to_dict(), overwrite=False)
