@@ -25,6 +25,8 @@ WHAT = {
     "experiments.sweep": "a sweep's results.csv, summary.md and plots (the science behind docs/)",
     "benchmarks.science.paper_tables": "Table 1 / Table 2 cells and the limited-data figure beside the paper's",
     "benchmarks.science.embedding_levels": "λmax(J_sym) per noise level of EDP and CDP, per time embedding",
+    "benchmarks.science.settling": "CDP arms (embedding × penalty levels × γ) against γ 0, seed-paired",
+    "benchmarks.speed.wandb_overhead": "a sweep with W&B logging (offline) against without",
     "benchmarks/gpu/check.sh": "the GPU speed check's log",
 }
 COMMANDS = {"benchmarks.speed.vs_official": "python -m benchmarks.speed.vs_official --torch_python=PYTHON",
@@ -54,6 +56,12 @@ def headline(benchmark: str, figures) -> str:
             return "; ".join(f"{emb}: λmax at t=0 γ0 {c['lambda_max_by_level']['0.0'][0]:.2f} → γ0.1 "
                              f"{c['lambda_max_by_level']['0.1'][0]:.2f}, at t=25 {c['lambda_max_by_level']['0.0'][25]:.2f}"
                              f" → {c['lambda_max_by_level']['0.1'][25]:.2f}" for emb, c in figures["curves"].items())
+        if benchmark == "benchmarks.speed.wandb_overhead":
+            return f"offline / off: process time {figures['ratio_offline_to_off']['process_s']:.3f}×"
+        if benchmark == "benchmarks.science.settling":
+            return "; ".join(f"{r['comparison']} @ {r['data_fraction']:g}: {r['difference']:+.1f} ± "
+                             f"{r['difference_ci95']:.1f} (p {r['p_t']:.2f})" for r in figures["paired"]
+                             if r["metric"] == "normalized_score")
         if benchmark == "benchmarks.speed.reduced_contraction_cost":
             return ", ".join(f"{k} {v:.2f}×" for k, v in list(figures["rounds"][-1]["ratio_to_gamma0"].items())[:2])
     except (KeyError, TypeError, StopIteration, IndexError, AttributeError, ValueError):
