@@ -6,7 +6,8 @@ steps, handed over between training intervals; one sweep-level run holds the fin
 ids are kept in ``WORKDIR/wandb_runs.json`` with the last step logged, so a resumed sweep continues the same runs
 without repeating a step. Project, entity and folder follow W&B's own ``WANDB_PROJECT`` (default ``cdp_jax``),
 ``WANDB_ENTITY`` and ``WANDB_DIR`` (default: the workdir). ``online`` where W&B's server cannot be reached says so in
-one line and logs offline instead, so a long sweep never waits on it; upload later with ``wandb sync DIR``.
+one line and logs offline instead, so a long sweep never waits on it; upload later with
+``wandb sync WORKDIR/wandb/offline-run-*``.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class WandbRuns:
         wandb = import_wandb()
         if mode == "online" and not reachable():
             print(f"W&B: {os.environ.get('WANDB_BASE_URL', 'api.wandb.ai')} cannot be reached: logging offline; "
-                  f"upload later with `wandb sync {os.environ.get('WANDB_DIR', workdir)}/wandb`")
+                  f"upload later with `wandb sync {os.environ.get('WANDB_DIR', workdir)}/wandb/offline-run-*`")
             mode = "offline"
         self.path = os.path.join(workdir, RUNS_FILE)
         saved = self._load(len(members))

@@ -1,8 +1,10 @@
 """W&B beside TensorBoard: offline runs read back value for value, a resume continues the same runs without a
 repeated step, online without a network logs offline, a missing package is one line."""
+import glob
 import json
 import math
 import os
+import subprocess
 import sys
 
 import pytest
@@ -66,6 +68,12 @@ def test_offline_runs_hold_the_sweeps_scalars_and_a_resume_repeats_no_step(minar
     with open(os.path.join(files, "summary.md")) as f, open(workdir / "summary.md") as g:
         assert f.read() == g.read()
     assert any(k.startswith("plots/") for _, values in history(str(workdir), sweep_id) for k in values)
+    # wandb's own tool takes the files: every member's two starts and the summary run would be uploaded
+    folders = sorted(glob.glob(str(workdir / "wandb" / "offline-run-*")))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "wandb"), "sync", "--dry-run", *folders],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and f"Would sync {2 * len(members) + 1} run(s)" in proc.stdout + proc.stderr, (
+        proc.stdout + proc.stderr)[-2000:]
 
 
 def saved_runs(workdir) -> dict:
