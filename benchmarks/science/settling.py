@@ -25,6 +25,7 @@ rows with mean ± 95% interval, seeds ahead and paired-t / Wilcoxon p; the PNG s
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -121,16 +122,31 @@ def member_table(workdir: str, levels_low: int, num_states: int) -> dict:
         key = (r["seed"], r["data_fraction"], r["gamma"])
         if key not in rows or r["step"] > rows[key]["step"]:
             rows[key] = dict(r)
-    curves = {}
-    for r in diagnose_sweep(workdir, num_states=num_states, num_noises=4):
-        if r["metric"] == "lambda_max":
-            curves.setdefault((r["seed"], r["data_fraction"], r["gamma"]), {})[r["t"]] = r["value"]
+    curves = level_curves(workdir, max((r["step"] for r in rows.values()), default=0), num_states)
     for key, by_t in curves.items():
         if key in rows:
             values = np.array([by_t[t] for t in sorted(by_t)])
             rows[key].update(lambda_low=float(values[:levels_low].mean()),
                              lambda_high=float(values[len(values) // 2:].mean()), lambda_levels=values.tolist())
     return rows
+
+
+def level_curves(workdir: str, step: int, num_states: int) -> dict:
+    """``{(seed, fraction, γ): {t: λmax}}`` of the sweep's checkpoint at ``step``, measured once and kept in
+    ``WORKDIR/settling_levels.json`` (a rerun of the report reads it back instead of measuring again)."""
+    path = os.path.join(workdir, "settling_levels.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved["step"] == step and saved["states"] == num_states:
+            return {tuple(k): {int(t): v for t, v in c.items()} for k, c in saved["curves"]}
+    curves = {}
+    for r in diagnose_sweep(workdir, num_states=num_states, num_noises=4):
+        if r["metric"] == "lambda_max":
+            curves.setdefault((r["seed"], r["data_fraction"], r["gamma"]), {})[r["t"]] = r["value"]
+    atomic_write_text(path, json.dumps(dict(step=step, states=num_states, curves=[[list(k), c]
+                                                                                  for k, c in curves.items()])))
+    return curves
 
 
 def comparisons(arms: dict, members: dict) -> list[tuple[str, str, float, str, float]]:
