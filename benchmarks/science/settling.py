@@ -196,7 +196,7 @@ def markdown(rows: list[dict], head: dict, preset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], members: dict, path: str) -> None:
+def plot(rows: list[dict], members: dict, path: str, head: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -214,6 +214,7 @@ def plot(rows: list[dict], members: dict, path: str) -> None:
             if curves:
                 bx.plot(np.mean(curves, axis=0), label=f"{name} γ {gamma:g}")
     bx.set_xlabel("noise level t"), bx.set_ylabel("λmax(J_sym), mean over members"), bx.legend(fontsize=7)
+    fig.suptitle(f"settling experiment: commit {head['commit']}, {head['date']}, {head['device']}", fontsize=8)
     save_figure(fig, path)
 
 
@@ -249,7 +250,7 @@ def run(_, args: flags.FlagValues) -> int:
                                           members={a: [dict(m, seed=s, data_fraction=f, gamma=g)
                                                        for (s, f, g), m in by.items()] for a, by in members.items()}),
                      head)
-        plot(rows, members, stem + ".png")
+        plot(rows, members, stem + ".png", head)
         print(text, flush=True)
     print(f"wrote {stem}.{{md,csv,json,png}}")
     return 0
