@@ -10,6 +10,7 @@ import contextlib
 import signal
 import sys
 import threading
+from typing import Callable
 
 
 class Stopped(Exception):
@@ -39,24 +40,33 @@ def check() -> None:
 
 
 @contextlib.contextmanager
-def stop_promptly(what: str):
-    """While the block runs in the main thread, SIGINT and SIGTERM make the next :func:`check` raise; a second
-    signal raises ``KeyboardInterrupt`` at once. The handlers in place before come back afterwards."""
+def on_stop_signals(handler: Callable[[str], None]):
+    """While the block runs in the main thread, SIGINT and SIGTERM call ``handler("SIGINT" or "SIGTERM")``; the
+    handlers in place before come back afterwards (elsewhere than the main thread, nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {s: signal.signal(s, lambda signum, frame: handler(signal.Signals(signum).name))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
+
+@contextlib.contextmanager
+def stop_promptly(what: str):
+    """While the block runs, SIGINT and SIGTERM make the next :func:`check` raise; a second signal raises
+    ``KeyboardInterrupt`` at once."""
+    def handler(name: str) -> None:
         if _request:
             raise KeyboardInterrupt(f"second {name}")
         _request.append((name, what))
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
-        check()                    # a signal after the maker's last check still stops what comes next
+        with on_stop_signals(handler):
+            yield
+            check()                # a signal after the maker's last check still stops what comes next
     finally:
         _request.clear()
-        for s, h in previous.items():
-            signal.signal(s, h)

@@ -5,14 +5,11 @@ results (an interval whose evaluation died is evaluated from its checkpoint, not
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
 import shutil
-import signal
 import sys
-import threading
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +19,7 @@ from cdp_jax import agents as agent_registry
 from cdp_jax.datasets import Normalizer
 from cdp_jax.datasets.source import load_dataset, make_missing_dataset
 from cdp_jax.io.checkpoint import Checkpoints
-from cdp_jax.io.stopping import Stopped, stop_promptly
+from cdp_jax.io.stopping import Stopped, on_stop_signals, stop_promptly
 from cdp_jax.train import distributed, evaluation
 from cdp_jax.train.config import agent_config, flatten, validate
 from cdp_jax.train.eval_overlap import BackgroundEvaluator, evaluation_device, training_devices
@@ -49,28 +46,16 @@ class SweepStopped(Stopped):
     """A run stopped on request at a clean point; ``signal_name`` is ``"SIGINT"`` or ``"SIGTERM"``."""
 
 
-@contextlib.contextmanager
 def _stop_on_signals(sweep: "Sweep"):
-    """While a sweep runs in the main thread: the first SIGINT/SIGTERM asks it to stop after the current
-    interval's checkpoint; a second one stops at once (KeyboardInterrupt)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
+    """While a sweep runs: the first SIGINT/SIGTERM asks it to stop after the current interval's checkpoint; a
+    second one stops at once (KeyboardInterrupt)."""
+    def handler(name: str) -> None:
         if sweep.stop_signal is not None:
             raise KeyboardInterrupt(f"second {name}")
         sweep.stop_signal = name
         print(f"\n{name}: stopping after the current interval and its checkpoint (send it again to stop at once)",
               file=sys.stderr, flush=True)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+    return on_stop_signals(handler)
 
 
 def network_note(acfg) -> str:
