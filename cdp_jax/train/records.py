@@ -34,7 +34,7 @@ class Records:
         self.rows = self._read("results.csv", start)
         self.train_metrics = self._read("train_metrics.csv", start)
         self.boards = MemberBoards(workdir, members, tensorboard and primary)
-        self.wandb = wandb if primary else None
+        self.wandb = wandb                  # the sweep makes W&B runs in process 0 only
         self.bar = tqdm(total=num_steps, initial=start, desc=f"sweep {len(members)} members", unit="step",
                         disable=not (progress and primary), dynamic_ncols=True)
         # wall_time continues across resumes: seconds of training + evaluation up to each row, this run and before.
