@@ -164,6 +164,8 @@ def paired_rows(arms: dict, members: dict) -> list[dict]:
         ref, ours = members[ref_arm], members[arm]
         for fraction in sorted({f for _, f, g in ours if g == gamma}, reverse=True):
             seeds = sorted(s for s, f, g in ours if f == fraction and g == gamma and (s, f, ref_gamma) in ref)
+            if not seeds:                              # the reference has no member of this fraction
+                continue
             step = min(min(ours[s, fraction, gamma]["step"], ref[s, fraction, ref_gamma]["step"]) for s in seeds)
             for metric in METRICS:
                 a = [ref[s, fraction, ref_gamma].get(metric, np.nan) for s in seeds]

@@ -39,6 +39,8 @@ def test_each_cdp_arm_is_paired_with_gamma_zero_of_its_own_embedding():
     assert e["difference"] == pytest.approx(1.0) and e["reference_mean"] == pytest.approx(np.mean(list(base.values())))
     lam = [r for r in rows if r["comparison"] == "B γ 0.1" and r["metric"] == "lambda_high"][0]
     assert lam["difference"] == pytest.approx(-0.2)
+    members["B"][0, 0.5, 0.1] = member(50.0)                   # a fraction the reference never ran: no row
+    assert S.paired_rows(arms, members) == rows
     assert "| B γ 0.1 | 0.1 | 4000 | normalized_score |" in S.markdown(rows, dict(
         commit="abc", date="d", device="cpu", jax="0", command="c"), "cpu")
 
